@@ -1,0 +1,5 @@
+import mambaad
+
+
+def test_version() -> None:
+    assert mambaad.__version__.count(".") == 2
