@@ -1,0 +1,74 @@
+"""From encoder/decoder features to the training loss, pixel anomaly maps and image scores.
+
+MambaAD trains with MSE but scores with cosine distance (spec §6):
+    loss   = 5 * sum_k mean((f_k - d_k)^2)
+    map    = sum_k upsample(1 - cos(f_k, d_k)) / (n * n), n = 3 scales, bilinear with align_corners
+    smooth = Gaussian, sigma 4, 33 taps, boundary as scipy's 'reflect' (the edge pixel repeats)
+    score  = max of the smoothed map (or the mean of its top-k pixels)
+Everything runs on the tensors' device.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+
+def reconstruction_loss(enc: list[Tensor], dec: list[Tensor], weight: float = 5.0) -> Tensor:
+    """``weight`` x the sum over scales of the per-scale mean squared error (the official L2 loss)."""
+    return weight * sum(F.mse_loss(d, e) for e, d in zip(enc, dec))
+
+
+def cosine_distance_maps(enc: list[Tensor], dec: list[Tensor]) -> list[Tensor]:
+    """Per scale 1 - cos along channels: 3 x (B, C, h, w) -> 3 x (B, h, w)."""
+    return [1.0 - F.cosine_similarity(e, d, dim=1, eps=1e-8) for e, d in zip(enc, dec)]
+
+
+def fuse_maps(maps: list[Tensor], size: tuple[int, int]) -> Tensor:
+    """Upsample each (B, h, w) map to ``size`` and add them, divided by n^2 as the official code."""
+    n = len(maps)
+    up = [F.interpolate(m[:, None], size=size, mode="bilinear", align_corners=True)[:, 0] for m in maps]
+    return torch.stack(up).sum(0) / (n * n)  # (B, H, W)
+
+
+def gaussian_kernel(sigma: float, truncate: float = 4.0) -> Tensor:
+    """1-D Gaussian taps as scipy.ndimage builds them: radius int(truncate * sigma + 0.5)."""
+    radius = int(truncate * sigma + 0.5)
+    x = torch.arange(-radius, radius + 1, dtype=torch.float64)
+    k = torch.exp(-0.5 * (x / sigma) ** 2)
+    return k / k.sum()
+
+
+def _reflect_index(n: int, radius: int, device: torch.device) -> Tensor:
+    """Indices of a length-n axis padded by ``radius`` in scipy 'reflect' mode (d c b a | a b c d | d c b a)."""
+    i = torch.arange(-radius, n + radius, device=device) % (2 * n)
+    return torch.where(i >= n, 2 * n - 1 - i, i)
+
+
+def gaussian_blur(maps: Tensor, sigma: float = 4.0) -> Tensor:
+    """Separable Gaussian smoothing of (B, H, W) maps, equal to scipy.ndimage.gaussian_filter per map."""
+    if sigma <= 0:
+        return maps
+    kernel = gaussian_kernel(sigma).to(device=maps.device, dtype=maps.dtype)
+    radius = (kernel.numel() - 1) // 2
+    b, h, w = maps.shape
+    x = maps.index_select(1, _reflect_index(h, radius, maps.device))  # (B, H+2r, W)
+    x = F.conv2d(x[:, None], kernel.view(1, 1, -1, 1))  # (B, 1, H, W)
+    x = x[:, 0].index_select(2, _reflect_index(w, radius, maps.device))
+    return F.conv2d(x[:, None], kernel.view(1, 1, 1, -1))[:, 0]
+
+
+def image_scores(maps: Tensor, topk: int | None = None) -> Tensor:
+    """Image score per map: the maximum, or the mean of the ``topk`` largest pixels."""
+    flat = maps.flatten(1)
+    if topk is None or topk <= 1:
+        return flat.amax(1)
+    return flat.topk(min(topk, flat.shape[1]), dim=1).values.mean(1)
+
+
+def default_topk(height: int, width: int, fraction: float = 0.01) -> int:
+    """1 % of the pixels, a common robust alternative to the max (Dinomaly)."""
+    return max(1, math.ceil(height * width * fraction))

@@ -1,0 +1,278 @@
+"""The Mamba decoder: stages of Locality-enhanced State Space (LSS) modules (MambaAD §3, Fig. 2).
+
+    SS2D        one state-space mixing layer: 1x1 in-projection, depthwise 3x3 conv, the map read as
+                K sequences along a space-filling curve (hybrid scan), one selective scan over all
+                K*D channels, the K outputs written back to the grid and summed, norm, SiLU gate.
+    HSSBlock    Hybrid State Space block: X + DropPath(SS2D(LayerNorm(X))).
+    LSSModule   cascaded HSS blocks (global) in parallel with 5x5 and 7x7 depthwise branches
+                (local), fused by a 1x1 conv, plus the input (residual).
+    PatchExpand 2x upsampling: a linear map to 4 x C_out channels moved into 2 x 2 pixels.
+    MambaDecoder four stages, deep to shallow; returns the last three stage outputs shallow-first.
+
+Inside the decoder tensors are channels-last, (B, H, W, C), as in VMamba.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from timm.layers import DropPath
+from torch import Tensor, nn
+
+from mambaad.scan.orders import inverse_orders, scan_orders
+from mambaad.scan.selective_scan import selective_scan
+
+
+class HybridScan(nn.Module):
+    """Reads a (B, D, H, W) map as K sequences along a space-filling curve and writes them back.
+
+    The orders depend on the grid, so they are built on first use for each (H, W) and cached; any
+    grid works. ``encode`` gathers, ``decode`` gathers with the inverse order and sums the K maps.
+    """
+
+    def __init__(self, curve: str = "hilbert", directions: int = 8, distinct: bool = False) -> None:
+        super().__init__()
+        self.curve, self.directions, self.distinct = curve, directions, distinct
+        self._cache: dict[tuple[int, int, torch.device], tuple[Tensor, Tensor]] = {}
+
+    def _indices(self, h: int, w: int, device: torch.device) -> tuple[Tensor, Tensor]:
+        key = (h, w, device)
+        if key not in self._cache:
+            orders = scan_orders(self.curve, h, w, self.directions, self.distinct)  # (K, L)
+            k, length = orders.shape
+            offsets = torch.arange(k)[:, None] * length
+            # flat indices into a (..., K*L) tensor: encode reads pixel orders[k, t] of the raster;
+            # decode reads, for pixel p of direction k, sequence position inverse[k, p].
+            encode = orders.flatten()
+            decode = (inverse_orders(orders) + offsets).flatten()
+            self._cache[key] = (encode.to(device), decode.to(device))
+        return self._cache[key]
+
+    def encode(self, x: Tensor) -> Tensor:  # (B, D, H, W) -> (B, K, D, L)
+        b, d, h, w = x.shape
+        index, _ = self._indices(h, w, x.device)
+        xs = x.flatten(2).index_select(2, index)  # (B, D, K*L)
+        return xs.view(b, d, self.directions, h * w).transpose(1, 2)
+
+    def decode(self, ys: Tensor, h: int, w: int) -> Tensor:  # (B, K, D, L) -> (B, D, L), summed over K
+        b, k, d, length = ys.shape
+        _, index = self._indices(h, w, ys.device)
+        ys = ys.transpose(1, 2).reshape(b, d, k * length).index_select(2, index)
+        return ys.view(b, d, k, length).sum(2)
+
+
+class SS2D(nn.Module):
+    """2-D selective scan with hybrid scanning; parameters per direction, as in MambaAD/VMamba."""
+
+    def __init__(
+        self,
+        dim: int,
+        d_state: int = 16,
+        expand: int = 2,
+        scan: str = "hilbert",
+        directions: int = 8,
+        distinct: bool = False,
+        backend: str = "auto",
+        dt_min: float = 1e-3,
+        dt_max: float = 0.1,
+        dt_init_floor: float = 1e-4,
+    ) -> None:
+        super().__init__()
+        d_inner = expand * dim  # D
+        rank = math.ceil(dim / 16)  # R
+        k = directions
+        self.d_inner, self.d_state, self.dt_rank, self.backend = d_inner, d_state, rank, backend
+        self.in_proj = nn.Linear(dim, 2 * d_inner, bias=False)
+        self.conv2d = nn.Conv2d(d_inner, d_inner, 3, padding=1, groups=d_inner, bias=True)
+        self.scans = HybridScan(scan, directions, distinct)
+        # per direction k: x -> (dt, B, C); dt -> delta (D channels); A, D skip per channel
+        self.x_proj_weight = nn.Parameter(torch.empty(k, rank + 2 * d_state, d_inner))
+        self.dt_projs_weight = nn.Parameter(torch.empty(k, d_inner, rank))
+        self.dt_projs_bias = nn.Parameter(torch.empty(k, d_inner))
+        self.A_logs = nn.Parameter(torch.empty(k * d_inner, d_state))
+        self.Ds = nn.Parameter(torch.empty(k * d_inner))
+        self.out_norm = nn.LayerNorm(d_inner)
+        self.out_proj = nn.Linear(d_inner, dim, bias=False)
+        self._init_ssm(dt_min, dt_max, dt_init_floor)
+
+    @torch.no_grad()
+    def _init_ssm(self, dt_min: float, dt_max: float, dt_floor: float) -> None:
+        """Mamba's initialisation: S4D-real A, unit skip, dt log-uniform in [dt_min, dt_max]."""
+        bound = self.d_inner**-0.5  # nn.Linear's default (kaiming-uniform, a=sqrt(5))
+        nn.init.uniform_(self.x_proj_weight, -bound, bound)
+        nn.init.uniform_(self.dt_projs_weight, -(self.dt_rank**-0.5), self.dt_rank**-0.5)
+        dt = torch.exp(torch.rand_like(self.dt_projs_bias) * math.log(dt_max / dt_min) + math.log(dt_min))
+        dt = dt.clamp(min=dt_floor)
+        self.dt_projs_bias.copy_(dt + torch.log(-torch.expm1(-dt)))  # inverse of softplus
+        self.A_logs.copy_(torch.log(torch.arange(1, self.d_state + 1, dtype=torch.float32)).expand_as(self.A_logs))
+        self.Ds.fill_(1.0)
+
+    def forward(self, x: Tensor) -> Tensor:  # (B, H, W, C) -> (B, H, W, C)
+        b, h, w, _ = x.shape
+        x, z = self.in_proj(x).chunk(2, dim=-1)  # 2 x (B, H, W, D)
+        x = F.silu(self.conv2d(x.permute(0, 3, 1, 2)))  # (B, D, H, W)
+        xs = self.scans.encode(x)  # (B, K, D, L)
+        k, n, r = xs.shape[1], self.d_state, self.dt_rank
+        x_dbl = torch.einsum("bkdl,kcd->bkcl", xs, self.x_proj_weight)  # (B, K, R+2N, L)
+        dts, Bs, Cs = x_dbl.split([r, n, n], dim=2)
+        dts = torch.einsum("bkrl,kdr->bkdl", dts, self.dt_projs_weight)  # (B, K, D, L)
+        ys = selective_scan(
+            xs.reshape(b, -1, h * w).float(),
+            dts.reshape(b, -1, h * w).float(),
+            -torch.exp(self.A_logs.float()),
+            Bs.float(),
+            Cs.float(),
+            self.Ds.float(),
+            self.dt_projs_bias.flatten().float(),
+            delta_softplus=True,
+            backend=self.backend,
+        )  # (B, K*D, L)
+        y = self.scans.decode(ys.view(b, k, -1, h * w), h, w)  # (B, D, L)
+        y = self.out_norm(y.transpose(1, 2).reshape(b, h, w, -1).to(z.dtype))
+        return self.out_proj(y * F.silu(z))
+
+
+class HSSBlock(nn.Module):
+    """Hybrid State Space block: X + DropPath(SS2D(LayerNorm(X))); no MLP."""
+
+    def __init__(self, dim: int, drop_path: float = 0.0, **ss2d_kwargs: object) -> None:
+        super().__init__()
+        self.norm = nn.LayerNorm(dim)
+        self.ss2d = SS2D(dim, **ss2d_kwargs)  # type: ignore[arg-type]
+        self.drop_path = DropPath(drop_path) if drop_path > 0 else nn.Identity()
+
+    def forward(self, x: Tensor) -> Tensor:  # (B, H, W, C)
+        return x + self.drop_path(self.ss2d(self.norm(x)))
+
+
+def conv_in_silu(c: int, kernel: int, depthwise: bool) -> nn.Sequential:
+    """Conv -> InstanceNorm (no affine) -> SiLU; depthwise convs have no bias."""
+    conv = nn.Conv2d(c, c, kernel, padding=kernel // 2, groups=c if depthwise else 1, bias=not depthwise)
+    return nn.Sequential(conv, nn.InstanceNorm2d(c), nn.SiLU())
+
+
+class LocalBranch(nn.Module):
+    """1x1 -> depthwise kxk -> 1x1, each followed by InstanceNorm and SiLU (the LSS local path)."""
+
+    def __init__(self, dim: int, kernel: int) -> None:
+        super().__init__()
+        self.pw_in = conv_in_silu(dim, 1, depthwise=False)
+        self.dw = conv_in_silu(dim, kernel, depthwise=True)
+        self.pw_out = conv_in_silu(dim, 1, depthwise=False)
+
+    def forward(self, x: Tensor) -> Tensor:  # (B, C, H, W)
+        return self.pw_out(self.dw(self.pw_in(x)))
+
+
+class LSSModule(nn.Module):
+    """X + Conv1x1([HSS chain(X); Local5(X); Local7(X)]): global scans plus local convolutions."""
+
+    def __init__(
+        self,
+        dim: int,
+        num_hss: int,
+        drop_path: float = 0.0,
+        kernels: tuple[int, ...] = (5, 7),
+        **ss2d_kwargs: object,
+    ) -> None:
+        super().__init__()
+        self.hss = nn.Sequential(*[HSSBlock(dim, drop_path, **ss2d_kwargs) for _ in range(num_hss)])
+        self.local = nn.ModuleList([LocalBranch(dim, k) for k in kernels])
+        self.fuse = nn.Conv2d(dim * (1 + len(kernels)), dim, 1)
+
+    def forward(self, x: Tensor) -> Tensor:  # (B, H, W, C) -> (B, H, W, C)
+        x_cf = x.permute(0, 3, 1, 2)  # (B, C, H, W)
+        branches = [self.hss(x).permute(0, 3, 1, 2)] + [branch(x_cf) for branch in self.local]
+        return x + self.fuse(torch.cat(branches, dim=1)).permute(0, 2, 3, 1)
+
+
+class PatchExpand(nn.Module):
+    """2x upsampling: Linear(C_in -> 4*C_out), depth-to-space into 2x2 pixels, LayerNorm."""
+
+    def __init__(self, c_in: int, c_out: int) -> None:
+        super().__init__()
+        self.expand = nn.Linear(c_in, 4 * c_out, bias=False)
+        self.norm = nn.LayerNorm(c_out)
+
+    def forward(self, x: Tensor) -> Tensor:  # (B, H, W, C_in) -> (B, 2H, 2W, C_out)
+        b, h, w, _ = x.shape
+        x = self.expand(x).view(b, h, w, 2, 2, -1)  # channel = (p1 * 2 + p2) * C_out + c
+        x = x.permute(0, 1, 3, 2, 4, 5).reshape(b, 2 * h, 2 * w, -1)
+        return self.norm(x)
+
+
+def lss_layout(depth: int) -> tuple[int, int]:
+    """How a stage depth splits into (LSS modules, HSS blocks each): 3s first, then 2s (paper code)."""
+    if depth % 3 == 0:
+        return depth // 3, 3
+    if depth % 2 == 0:
+        return depth // 2, 2
+    return 1, depth
+
+
+class DecoderStage(nn.Module):
+    """Optional PatchExpand followed by LSS modules."""
+
+    def __init__(
+        self, c_in: int, dim: int, depth: int, drop_paths: list[float], upsample: bool, **ss2d_kwargs: object
+    ) -> None:
+        super().__init__()
+        self.upsample = PatchExpand(c_in, dim) if upsample else None
+        modules, per_module = lss_layout(depth)
+        # each LSS module uses the rate of its own index for all of its HSS blocks (paper code)
+        self.blocks = nn.ModuleList(
+            [LSSModule(dim, per_module, drop_paths[j], **ss2d_kwargs) for j in range(modules)]
+        )
+
+    def forward(self, x: Tensor) -> Tensor:
+        if self.upsample is not None:
+            x = self.upsample(x)
+        for block in self.blocks:
+            x = block(x)
+        return x
+
+
+class MambaDecoder(nn.Module):
+    """Reconstructs the encoder's three maps from the bottleneck; returns them shallow-first."""
+
+    def __init__(
+        self,
+        dims: list[int],  # stage widths, deep to shallow, e.g. [512, 256, 128, 64]
+        depths: tuple[int, ...] = (3, 4, 6, 3),
+        drop_path_rate: float = 0.2,
+        **ss2d_kwargs: object,
+    ) -> None:
+        super().__init__()
+        rates = torch.linspace(0, drop_path_rate, sum(depths)).flip(0).tolist()  # largest near bottleneck
+        starts = [sum(depths[:i]) for i in range(len(depths))]
+        self.stages = nn.ModuleList()
+        for i, (dim, depth) in enumerate(zip(dims, depths)):
+            c_in = dims[i - 1] if i > 0 else dim
+            drop_paths = rates[starts[i] : starts[i] + depth]
+            self.stages.append(DecoderStage(c_in, dim, depth, drop_paths, upsample=i > 0, **ss2d_kwargs))
+        self.apply(self._init_weights)
+
+    @staticmethod
+    def _init_weights(m: nn.Module) -> None:
+        if isinstance(m, nn.Linear):
+            nn.init.trunc_normal_(m.weight, std=0.02)
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+        elif isinstance(m, nn.LayerNorm):
+            nn.init.ones_(m.weight)
+            nn.init.zeros_(m.bias)
+        elif isinstance(m, nn.Conv2d):
+            fan_out = m.kernel_size[0] * m.kernel_size[1] * m.out_channels // m.groups
+            nn.init.normal_(m.weight, 0.0, math.sqrt(2.0 / fan_out))
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+
+    def forward(self, x: Tensor) -> list[Tensor]:  # (B, C0, h, w) -> shallow-first list of (B, C_i, H_i, W_i)
+        x = x.permute(0, 2, 3, 1)  # channels-last
+        outs = []
+        for stage in self.stages:
+            x = stage(x)
+            outs.append(x.permute(0, 3, 1, 2))
+        return outs[:0:-1]  # stages 3, 2, 1
