@@ -7,6 +7,7 @@ from sklearn.metrics import auc
 
 from mambaad.metrics import evaluate
 from mambaad.metrics.functional import pixel_metrics
+from mambaad.metrics.pixel import count_le
 
 
 def naive_ader_f1max(masks: np.ndarray, maps: np.ndarray) -> float:
@@ -92,3 +93,14 @@ def test_ader_constant_maps() -> None:
     assert out["pixel_auroc"] == 0.5
     assert out["pixel_f1max"] == 0.0  # ADer's normalization is NaN: nothing predicted anomalous
     assert np.isnan(out["pixel_aupro"])
+
+
+def test_count_le_float64_thresholds_on_float32_values() -> None:
+    rng = np.random.default_rng(0)
+    vals = np.sort(np.round(rng.random(500), 2).astype(np.float32))
+    exact32 = vals[::37].astype(np.float64)  # thresholds equal to stored values
+    between = exact32 + 1e-9  # just above a float32 value, below the next one
+    below = exact32 - 1e-9
+    ths = np.concatenate([exact32, between, below, [-np.inf, np.inf, 0.1, 0.3]])
+    want = [(vals.astype(np.float64) <= t).sum() for t in ths]
+    assert count_le(vals, ths).tolist() == want

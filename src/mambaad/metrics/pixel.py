@@ -50,7 +50,7 @@ def split_pixels(masks: np.ndarray, maps: np.ndarray) -> SplitScores:
     pos = np.concatenate(vals)  # (n_pos,)
     rid = np.concatenate(ids)  # (n_pos,)
     weight = 1.0 / (np.bincount(rid)[rid].astype(np.float64) * n_regions)
-    order = np.argsort(pos, kind="stable")
+    order = np.argsort(pos)  # tie order is irrelevant: ties are grouped
     pos_sorted = pos[order]
     check_finite_sorted(pos_sorted, "maps")
     return SplitScores(neg, pos_sorted, weight[order])
@@ -96,6 +96,21 @@ def _value_range(split: SplitScores) -> tuple[np.generic, np.generic]:
     return min(a[0] for a in parts), max(a[-1] for a in parts)
 
 
+def count_le(sorted_vals: np.ndarray, thresholds: np.ndarray) -> np.ndarray:
+    """Number of values <= each float64 threshold, compared exactly, without widening the big array.
+
+    np.searchsorted would cast a float32 array to float64 (a full copy); instead each threshold is rounded
+    down to the array's dtype, which keeps ``v <= th`` unchanged for every representable v.
+    """
+    th = np.asarray(thresholds, dtype=np.float64)
+    if sorted_vals.dtype != np.float64:
+        low = th.astype(sorted_vals.dtype)  # round to nearest...
+        up = low.astype(np.float64) > th
+        low[up] = np.nextafter(low[up], sorted_vals.dtype.type(-np.inf))  # ...then down where it rounded up
+        th = low
+    return np.searchsorted(sorted_vals, th, side="right")
+
+
 def aupro_ader(split: SplitScores, steps: int = ADER_PRO_STEPS, max_fpr: float = MAX_FPR) -> float:
     """ADer's AU-PRO: ``steps`` evenly spaced thresholds, FPR < max_fpr kept, FPR min-max rescaled.
 
@@ -111,10 +126,10 @@ def aupro_ader(split: SplitScores, steps: int = ADER_PRO_STEPS, max_fpr: float =
     delta = (hi - lo) / steps
     if not delta > 0:
         return float("nan")
-    ths = np.arange(lo, hi, delta)  # (steps,) maps' dtype
-    fp = split.n_neg - np.searchsorted(split.neg_sorted, ths, side="right")
+    ths = np.arange(lo, hi, delta)  # (steps,) float64 even for float32 maps, as in ADer
+    fp = split.n_neg - count_le(split.neg_sorted, ths)
     suffix = np.append(np.cumsum(split.pos_weight[::-1], dtype=np.float64)[::-1], 0.0)
-    pro = suffix[np.searchsorted(split.pos_sorted, ths, side="right")]
+    pro = suffix[count_le(split.pos_sorted, ths)]
     fpr = fp / split.n_neg
     keep = fpr < max_fpr
     fpr, pro = fpr[keep], pro[keep]

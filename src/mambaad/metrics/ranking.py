@@ -76,8 +76,12 @@ def positive_curve(split: SplitScores) -> PositiveCurve:
     n_pos, n_neg = split.n_pos, split.n_neg
     tp = n_pos - starts
     n_pos_eq = np.diff(np.append(starts, n_pos))
-    fp_ge = n_neg - np.searchsorted(split.neg_sorted, uniq, side="left")
-    fp_gt = n_neg - np.searchsorted(split.neg_sorted, uniq, side="right")
+    left = np.searchsorted(split.neg_sorted, uniq, side="left")  # negatives < t
+    right = left.copy()  # negatives <= t: differs only where a negative ties with t, usually rare
+    tied = left < n_neg
+    tied[tied] = split.neg_sorted[left[tied]] == uniq[tied]
+    right[tied] = np.searchsorted(split.neg_sorted, uniq[tied], side="right")
+    fp_ge, fp_gt = n_neg - left, n_neg - right
     pro = None
     if split.pos_weight is not None:
         suffix = np.cumsum(split.pos_weight[::-1], dtype=np.float64)[::-1]  # weight of positives >= pos[i]
