@@ -68,7 +68,7 @@ def split_scores(scores: np.ndarray, is_pos: np.ndarray) -> SplitScores:
 
 
 def positive_curve(split: SplitScores) -> PositiveCurve:
-    """Group tied positives and look up the negatives' counts with two binary searches per group."""
+    """Group tied positives; one binary search per group into the negatives (a second only on ties)."""
     pos = split.pos_sorted
     starts = np.flatnonzero(np.concatenate(([True], pos[1:] != pos[:-1])))  # (K,) first index of each value
     starts = starts[starts < pos.size]  # no positives: no groups
