@@ -135,5 +135,5 @@ def png_data_uri(rgb: np.ndarray, max_side: int | None = None) -> str:
             (max(1, round(img.width * scale)), max(1, round(img.height * scale))), Image.BILINEAR
         )
     buf = io.BytesIO()
-    img.save(buf, format="PNG", optimize=True)
+    img.save(buf, format="PNG", compress_level=3)
     return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
