@@ -1,0 +1,535 @@
+"""Typed run configuration: dataclasses, YAML files and dotted command-line overrides.
+
+One :class:`RunConfig` holds everything a run needs, in four sections (``model``, ``data``, ``train``,
+``eval``) plus the output folder. Values come, in order, from the dataclass defaults, a YAML file (which may
+inherit from another one with ``base: other.yaml``), and dotted overrides such as ``train.epochs=50``.
+Every value is checked against the field's type hint, so a typo or a wrong type fails at start-up with a
+one-line :class:`~mambaad.errors.ConfigError` instead of deep inside training. The resolved config is a
+plain dict via :func:`config_to_dict`, which checkpoints store and :func:`config_from_dict` rebuilds.
+
+Example:
+    >>> cfg = load_config(None, ["train.epochs=50", "data.root=a,b"])
+    >>> cfg.train.epochs, cfg.data.root
+    (50, ['a', 'b'])
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import types
+import typing
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from mambaad.errors import ConfigError
+
+__all__ = [
+    "DataConfig",
+    "EvalConfig",
+    "ModelConfig",
+    "RunConfig",
+    "TrainConfig",
+    "apply_overrides",
+    "config_from_dict",
+    "config_to_dict",
+    "dump_yaml",
+    "load_config",
+    "scaled_lr",
+    "split_dotted_args",
+]
+
+BASE_LR = 0.005  # official AdamW learning rate for a batch of BASE_BATCH_SIZE
+BASE_BATCH_SIZE = 16
+
+
+def _check(ok: bool, key: str, what: str, value: Any) -> None:
+    """Raise a ConfigError naming the dotted key when a range check fails."""
+    if not ok:
+        raise ConfigError(f"{key} {what}, got {value!r}")
+
+
+@dataclass
+class ModelConfig:
+    """Architecture of the MambaAD network (spec §2-§5)."""
+
+    model: str = "mambaad"
+    encoder: str = "resnet34"
+    encoder_weights: str | None = "imagenet"  # None (random) | "imagenet" | path to a weights file
+    scan: str = "hilbert"
+    directions: int = 8  # K scan directions per HSS block
+    distinct_directions: bool = False
+    depths: list[int] = field(default_factory=lambda: [3, 4, 6, 3])
+    d_state: int = 16  # N in the SSM
+    expand: int = 2  # E: inner width = E * channels
+    drop_path_rate: float = 0.2
+    scan_backend: str = "auto"
+
+    def __post_init__(self) -> None:
+        _check(self.directions > 0, "model.directions", "must be > 0", self.directions)
+        _check(self.d_state > 0, "model.d_state", "must be > 0", self.d_state)
+        _check(self.expand > 0, "model.expand", "must be > 0", self.expand)
+        _check(len(self.depths) > 0, "model.depths", "must list at least one stage depth", self.depths)
+        _check(all(d >= 0 for d in self.depths), "model.depths", "must be >= 0", self.depths)
+        _check(
+            0.0 <= self.drop_path_rate < 1.0, "model.drop_path_rate", "must be in [0, 1)", self.drop_path_rate
+        )
+
+
+@dataclass
+class DataConfig:
+    """Where the images are and how they are resized (spec §7: 256 px resize, 256 px centre crop)."""
+
+    root: list[str] = field(default_factory=list)  # one or several data set roots
+    format: str | None = None  # None: detect the layout from the folder
+    classes: list[str] | None = None  # None: every class found
+    image_size: int = 256
+    crop_size: int = 256
+    num_workers: int = 4
+    holdout_fraction: float = 0.0  # normal train images held out for threshold calibration
+
+    def __post_init__(self) -> None:
+        _check(self.image_size > 0, "data.image_size", "must be > 0", self.image_size)
+        _check(
+            0 < self.crop_size <= self.image_size,
+            "data.crop_size",
+            "must be in (0, data.image_size]",
+            self.crop_size,
+        )
+        _check(self.num_workers >= 0, "data.num_workers", "must be >= 0", self.num_workers)
+        _check(
+            0.0 <= self.holdout_fraction < 1.0,
+            "data.holdout_fraction",
+            "must be in [0, 1)",
+            self.holdout_fraction,
+        )
+
+
+@dataclass
+class TrainConfig:
+    """Optimiser and schedule (spec §7: AdamW 5e-3, wd 1e-4, x0.1 at 80 % of the epochs, clip 5)."""
+
+    epochs: int = 100
+    batch_size: int = 16
+    lr: float = BASE_LR  # for batch 16; see scaled_lr() for other batch sizes
+    weight_decay: float = 1e-4  # not applied to 1-D tensors and biases
+    betas: tuple[float, float] = (0.9, 0.999)
+    lr_decay_at: float = 0.8  # fraction of the epochs after which lr is multiplied by lr_decay
+    lr_decay: float = 0.1
+    grad_clip: float = 5.0  # global L2 norm; 0 disables
+    seed: int = 42
+    eval_every: int = 0  # epochs between evaluations; 0 = only at the end
+    bf16: bool = False
+    channels_last: bool = False
+    tensorboard: bool = False
+    device: str = "auto"  # "auto" | "cpu" | "cuda" | "cuda:N" | "mps"
+
+    def __post_init__(self) -> None:
+        _check(self.epochs > 0, "train.epochs", "must be > 0", self.epochs)
+        _check(self.batch_size > 0, "train.batch_size", "must be > 0", self.batch_size)
+        _check(self.lr > 0, "train.lr", "must be > 0", self.lr)
+        _check(self.weight_decay >= 0, "train.weight_decay", "must be >= 0", self.weight_decay)
+        _check(all(0.0 <= b < 1.0 for b in self.betas), "train.betas", "must both be in [0, 1)", self.betas)
+        _check(0.0 < self.lr_decay_at <= 1.0, "train.lr_decay_at", "must be in (0, 1]", self.lr_decay_at)
+        _check(0.0 < self.lr_decay <= 1.0, "train.lr_decay", "must be in (0, 1]", self.lr_decay)
+        _check(self.grad_clip >= 0, "train.grad_clip", "must be >= 0 (0 disables clipping)", self.grad_clip)
+        _check(
+            self.eval_every >= 0, "train.eval_every", "must be >= 0 (0 = only at the end)", self.eval_every
+        )
+
+
+@dataclass
+class EvalConfig:
+    """How anomaly maps become scores and metrics (spec §6.3, §8)."""
+
+    metric_mode: str = "exact"  # "exact" metrics, or the paper's "ader" approximations
+    gaussian_sigma: float = 4.0  # smoothing of the anomaly map; 0 disables
+    score: str = "max"  # image score from the map: "max" | "mean" | "topk"
+    topk: int | None = None  # pixels averaged when score == "topk"
+    target_fpr: float = 0.01  # false-positive rate on held-out normals for the calibrated threshold
+
+    def __post_init__(self) -> None:
+        _check(self.gaussian_sigma >= 0, "eval.gaussian_sigma", "must be >= 0", self.gaussian_sigma)
+        _check(self.topk is None or self.topk > 0, "eval.topk", "must be > 0 or null", self.topk)
+        _check(0.0 < self.target_fpr < 1.0, "eval.target_fpr", "must be in (0, 1)", self.target_fpr)
+
+
+@dataclass
+class RunConfig:
+    """Everything one run needs; stored resolved in every checkpoint."""
+
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    out: str = "runs/latest"
+
+
+_SECTIONS: dict[str, type] = {
+    "model": ModelConfig,
+    "data": DataConfig,
+    "train": TrainConfig,
+    "eval": EvalConfig,
+}
+_TOP_LEVEL = ("out",)  # scalar keys of RunConfig itself
+_BASE_KEY = "base"  # YAML-only: inherit from another file, relative to this one
+
+
+def scaled_lr(batch_size: int, base_lr: float = BASE_LR, base_batch_size: int = BASE_BATCH_SIZE) -> float:
+    """Learning rate for ``batch_size`` under the linear scaling rule of the official recipe.
+
+    The released configs write lr as ``0.005 * batch_size / 16``, so a different batch keeps the same
+    per-sample step size.
+
+    >>> scaled_lr(32)
+    0.01
+    """
+    if batch_size <= 0:
+        raise ConfigError(f"train.batch_size must be > 0, got {batch_size!r}")
+    return base_lr * batch_size / base_batch_size
+
+
+# --------------------------------------------------------------------------------------------- schema
+
+
+def _field_types(cls: type) -> dict[str, Any]:
+    """Resolved type hints of a config dataclass (the module uses postponed annotations)."""
+    return typing.get_type_hints(cls)
+
+
+def _all_keys() -> list[str]:
+    """Every valid dotted key, e.g. ``train.epochs``; used for suggestions."""
+    keys = [f"{s}.{f.name}" for s, cls in _SECTIONS.items() for f in dataclasses.fields(cls)]
+    return keys + list(_TOP_LEVEL)
+
+
+def _suggest(key: str) -> str:
+    """A ' (did you mean ...?)' suffix for an unknown dotted key, or ''."""
+    candidates = _all_keys()
+    leaf = key.rsplit(".", 1)[-1]
+    leaves = {c: c.rsplit(".", 1)[-1] for c in candidates}
+    close = [c for c, lf in leaves.items() if lf == leaf]  # right name, wrong section
+    close = close or difflib.get_close_matches(key, candidates, n=1, cutoff=0.6)
+    if not close:  # typo in the leaf and a wrong or missing section
+        near = difflib.get_close_matches(leaf, list(leaves.values()), n=1, cutoff=0.6)
+        close = [c for c, lf in leaves.items() if near and lf == near[0]]
+    return f" (did you mean '{close[0]}'?)" if close else ""
+
+
+def _unknown(key: str, source: str) -> ConfigError:
+    return ConfigError(f"unknown config key '{key}' in {source}{_suggest(key)}")
+
+
+# ------------------------------------------------------------------------------------------- coercion
+
+_TRUE = {"true", "yes", "on", "1"}
+_FALSE = {"false", "no", "off", "0"}
+_NONE = {"none", "null", "~", ""}
+
+
+def _type_name(tp: Any) -> str:
+    return getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
+
+
+def _coerce(value: Any, tp: Any, key: str, source: str) -> Any:
+    """Convert ``value`` (from YAML or a command-line string) to the type hint ``tp``.
+
+    Strings are parsed for every target type, so ``"50"`` from the command line and ``5e-3`` (which PyYAML
+    reads as a string) both work. Raises ConfigError naming the key and the source otherwise.
+    """
+    origin = typing.get_origin(tp)
+    args = typing.get_args(tp)
+    if origin in (typing.Union, types.UnionType):
+        if value is None or (isinstance(value, str) and value.strip().lower() in _NONE):
+            if type(None) in args:
+                return None
+        inner = [a for a in args if a is not type(None)]
+        errors = []
+        for a in inner:
+            try:
+                return _coerce(value, a, key, source)
+            except ConfigError as exc:
+                errors.append(exc)
+        raise errors[0]
+    bad = ConfigError(f"{key} in {source} must be {_type_name(tp)}, got {value!r}")
+    if value is None:
+        raise ConfigError(f"{key} in {source} must be {_type_name(tp)}, got null")
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.strip().lower() in _TRUE | _FALSE:
+            return value.strip().lower() in _TRUE
+        raise bad
+    if tp is int:
+        if isinstance(value, bool):
+            raise bad
+        if isinstance(value, int):
+            return value
+        if isinstance(value, float) and value.is_integer():
+            return int(value)
+        if isinstance(value, str):
+            try:
+                return int(value.strip())
+            except ValueError:
+                try:
+                    f = float(value.strip())
+                except ValueError:
+                    raise bad from None
+                if f.is_integer():
+                    return int(f)
+        raise bad
+    if tp is float:
+        if isinstance(value, bool):
+            raise bad
+        if isinstance(value, (int, float)):
+            return float(value)
+        if isinstance(value, str):
+            try:
+                return float(value.strip())
+            except ValueError:
+                raise bad from None
+        raise bad
+    if tp is str:
+        if isinstance(value, str):
+            return value
+        if isinstance(value, Path):
+            return str(value)
+        raise bad
+    if origin in (list, tuple):
+        items = _as_items(value, key, source, bad)
+        if origin is tuple and args and args[-1] is not Ellipsis:
+            if len(items) != len(args):
+                raise ConfigError(f"{key} in {source} must have {len(args)} values, got {value!r}")
+            return tuple(_coerce(v, a, key, source) for v, a in zip(items, args))
+        elem = args[0] if args else Any
+        out = [v if elem is Any else _coerce(v, elem, key, source) for v in items]
+        return tuple(out) if origin is tuple else out
+    raise TypeError(f"unsupported config field type {tp!r} for {key}")  # programming error
+
+
+def _as_items(value: Any, key: str, source: str, bad: ConfigError) -> list[Any]:
+    """List items from a YAML list, a ``"[a, b]"`` string, a ``"a,b"`` string or a single scalar."""
+    if isinstance(value, (list, tuple)):
+        return list(value)
+    if isinstance(value, str):
+        text = value.strip()
+        if text.startswith("["):
+            try:
+                parsed = yaml.safe_load(text)
+            except yaml.YAMLError:
+                raise ConfigError(f"{key} in {source}: cannot parse list {value!r}") from None
+            if not isinstance(parsed, list):
+                raise bad
+            return parsed
+        return [] if text == "" else [p.strip() for p in text.split(",")]
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return [value]
+    raise bad
+
+
+# ------------------------------------------------------------------------------------- dict <-> config
+
+
+def _section_from_dict(name: str, cls: type, values: Any, source: str, strict: bool) -> Any:
+    if not isinstance(values, Mapping):
+        raise ConfigError(f"section '{name}' in {source} must be a mapping of keys to values, got {values!r}")
+    hints = _field_types(cls)
+    kwargs = {}
+    for k, v in values.items():
+        if k not in hints:
+            if strict:
+                raise _unknown(f"{name}.{k}", source)
+            continue
+        kwargs[k] = _coerce(v, hints[k], f"{name}.{k}", source)
+    try:
+        return cls(**kwargs)
+    except ConfigError as exc:
+        raise ConfigError(f"{exc} (in {source})") from None
+
+
+def _from_dict(d: Mapping[str, Any], source: str, strict: bool = True) -> RunConfig:
+    if not isinstance(d, Mapping):
+        raise ConfigError(f"{source} must hold a mapping of sections, got {type(d).__name__}")
+    sections: dict[str, Any] = {}
+    top: dict[str, Any] = {}
+    hints = _field_types(RunConfig)
+    for k, v in d.items():
+        if k in _SECTIONS:
+            sections[k] = _section_from_dict(k, _SECTIONS[k], v if v is not None else {}, source, strict)
+        elif k in _TOP_LEVEL:
+            top[k] = _coerce(v, hints[k], k, source)
+        elif strict:
+            raise _unknown(str(k), source)
+    return RunConfig(**sections, **top)
+
+
+def config_to_dict(cfg: RunConfig) -> dict[str, Any]:
+    """Plain nested dict of ``cfg`` (lists instead of tuples), safe for YAML, JSON and checkpoints."""
+
+    def plain(v: Any) -> Any:
+        if isinstance(v, dict):
+            return {k: plain(x) for k, x in v.items()}
+        if isinstance(v, (list, tuple)):
+            return [plain(x) for x in v]
+        return v
+
+    return plain(dataclasses.asdict(cfg))
+
+
+def config_from_dict(d: Mapping[str, Any], strict: bool = True) -> RunConfig:
+    """Rebuild a RunConfig from :func:`config_to_dict` output (e.g. stored in a checkpoint).
+
+    Missing keys take their defaults. With ``strict=False`` unknown keys are ignored, so a checkpoint
+    written by a newer version with extra options still loads.
+    """
+    return _from_dict(d, "config dict", strict=strict)
+
+
+# ------------------------------------------------------------------------------------------------ YAML
+
+
+def _deep_merge(base: dict[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for k, v in over.items():
+        if isinstance(v, Mapping) and isinstance(out.get(k), Mapping):
+            out[k] = _deep_merge(dict(out[k]), v)
+        else:
+            out[k] = v
+    return out
+
+
+def _read_yaml(path: Path, chain: tuple[Path, ...] = ()) -> dict[str, Any]:
+    """Read one YAML file and, recursively, the files it names with ``base:``."""
+    path = path.resolve()
+    if path in chain:
+        cycle = " -> ".join(str(p) for p in (*chain, path))
+        raise ConfigError(f"config {path}: 'base' inheritance loops ({cycle})")
+    if not path.is_file():
+        raise ConfigError(f"config file not found: {path}")
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (yaml.YAMLError, UnicodeDecodeError) as exc:
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise ConfigError(f"config {path} is not valid YAML: {first}") from None
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"config {path} must hold a mapping of sections, got {type(data).__name__}")
+    base = data.pop(_BASE_KEY, None)
+    if base is None:
+        return data
+    if not isinstance(base, str):
+        raise ConfigError(f"config {path}: 'base' must be a file name, got {base!r}")
+    parent = _read_yaml(path.parent / base, (*chain, path))
+    return _deep_merge(parent, data)
+
+
+def load_config(path: str | Path | None, overrides: Sequence[str] = ()) -> RunConfig:
+    """Defaults, then the YAML file at ``path`` (if any), then dotted ``overrides``.
+
+    Args:
+        path: YAML file with sections ``model``, ``data``, ``train``, ``eval`` and key ``out``; it may say
+            ``base: other.yaml`` (relative to itself) to start from another file.
+        overrides: ``"section.key=value"`` strings, applied last (see :func:`apply_overrides`).
+
+    Raises:
+        ConfigError: unknown key (with a suggestion), ill-typed or out-of-range value, missing file.
+    """
+    if path is None:
+        cfg = RunConfig()
+    else:
+        p = Path(path)
+        cfg = _from_dict(_read_yaml(p), str(p))
+    return apply_overrides(cfg, overrides)
+
+
+def dump_yaml(cfg: RunConfig, path: str | Path) -> Path:
+    """Write the resolved ``cfg`` as YAML (loadable by :func:`load_config`); returns the path."""
+    p = Path(path)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    p.write_text(yaml.safe_dump(config_to_dict(cfg), sort_keys=False), encoding="utf-8")
+    return p
+
+
+# ------------------------------------------------------------------------------------------- overrides
+
+
+def apply_overrides(cfg: RunConfig, overrides: Sequence[str]) -> RunConfig:
+    """Return a copy of ``cfg`` with ``"section.key=value"`` overrides applied, checked like YAML values.
+
+    Values are strings: lists are comma-separated (``data.root=a,b``) or YAML lists (``model.depths=[2,2]``),
+    ``null``/``none`` gives None, and booleans accept true/false/yes/no/on/off/1/0.
+
+    >>> cfg = apply_overrides(RunConfig(), ["train.bf16=yes", "model.encoder_weights=none"])
+    >>> cfg.train.bf16, cfg.model.encoder_weights
+    (True, None)
+    """
+    if isinstance(overrides, str):
+        overrides = [overrides]
+    if not overrides:
+        return cfg
+    d = config_to_dict(cfg)
+    for item in overrides:
+        key, sep, value = item.partition("=")
+        key = key.strip().removeprefix("--")
+        source = f"override '{item}'"
+        if not sep or not key:
+            raise ConfigError(f"{source} must look like section.key=value (e.g. train.epochs=50)")
+        section, dot, leaf = key.partition(".")
+        if not dot:
+            if key not in _TOP_LEVEL:
+                raise _unknown(key, source)
+            d[key] = value
+        elif section not in _SECTIONS or leaf not in _field_types(_SECTIONS[section]):
+            raise _unknown(key, source)
+        else:
+            hint = _field_types(_SECTIONS[section])[leaf]
+            d[section][leaf] = _coerce(value, hint, key, source)  # coerce here so errors name the override
+    return _from_dict(d, "overrides")
+
+
+def _is_bool_key(key: str) -> bool:
+    section, _, leaf = key.partition(".")
+    cls = _SECTIONS.get(section)
+    return cls is not None and _field_types(cls).get(leaf) is bool
+
+
+def split_dotted_args(argv: Sequence[str]) -> tuple[list[str], list[str]]:
+    """Separate dotted config options from other command-line arguments.
+
+    ``--train.epochs 50`` and ``--train.epochs=50`` both become ``"train.epochs=50"``; a bool option with
+    no value (``--train.bf16`` followed by another option or nothing) means true. Everything else is
+    returned unchanged, in order, for argparse.
+
+    >>> split_dotted_args(["fit", "--train.epochs", "50", "--data.root=a,b", "-v"])
+    (['fit', '-v'], ['train.epochs=50', 'data.root=a,b'])
+    """
+    rest: list[str] = []
+    overrides: list[str] = []
+    i = 0
+    argv = list(argv)
+    while i < len(argv):
+        arg = argv[i]
+        name = arg[2:].partition("=")[0] if arg.startswith("--") else ""
+        if "." not in name or "/" in name:
+            rest.append(arg)
+            i += 1
+            continue
+        if "=" in arg:
+            overrides.append(arg[2:])
+            i += 1
+            continue
+        nxt = argv[i + 1] if i + 1 < len(argv) else None
+        if nxt is None or (nxt.startswith("--") and _is_bool_key(name)):
+            if _is_bool_key(name):
+                overrides.append(f"{name}=true")
+                i += 1
+                continue
+            raise ConfigError(f"option --{name} needs a value (e.g. --{name} VALUE or --{name}=VALUE)")
+        overrides.append(f"{name}={nxt}")
+        i += 2
+    return rest, overrides
