@@ -4,7 +4,6 @@ Readers are pure functions ``root -> list[Sample]``; pick one by name from :data
 :func:`detect_format` choose.
 """
 
-from mambaad.data.dataset import AnomalyDataset
 from mambaad.data.folder import read_folder, read_mvtec
 from mambaad.data.formats import READERS, detect_format, list_formats, read_dataset, read_datasets
 from mambaad.data.imageio import load_mask, load_rgb
@@ -15,6 +14,16 @@ from mambaad.data.sample import Sample, by_class, class_has_masks, combine, sele
 from mambaad.data.summary import ClassSummary, check_files, summarize
 from mambaad.data.synth import make_synthetic_dataset
 from mambaad.data.visa import read_visa
+
+
+def __getattr__(name: str) -> object:
+    # The Dataset needs torch; importing it lazily keeps `mambaad data` / `mambaad synth` quick to start.
+    if name == "AnomalyDataset":
+        from mambaad.data.dataset import AnomalyDataset
+
+        return AnomalyDataset
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = [
     "READERS",
