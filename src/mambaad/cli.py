@@ -15,9 +15,13 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from mambaad import __version__
-from mambaad.errors import MambaADError
+from mambaad.errors import ConfigError, MambaADError
+
+if TYPE_CHECKING:
+    from mambaad.data.summary import ClassSummary
 
 
 # --------------------------------------------------------------------------------------------- data
@@ -32,7 +36,7 @@ def add_data_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
 
 
-def _format_table(fmt: str, root: Path, summaries: dict, checked: bool) -> str:
+def _format_table(fmt: str, root: Path, summaries: dict[str, ClassSummary], checked: bool) -> str:
     cols = ("train_good", "test_good", "test_anomalous", "masks")
     width = max([5, *(len(c) for c in summaries)])
     lines = [f"format: {fmt}   root: {root}", f"{'class':<{width}}  " + "  ".join(f"{c:>14}" for c in cols)]
@@ -63,7 +67,9 @@ def cmd_data(args: argparse.Namespace) -> int:
 
     root = check_root(args.root)
     fmt = args.format or detect_format(root)
-    samples = read_meta(root, args.meta) if (args.meta and fmt == "meta") else read_dataset(root, fmt)
+    if args.meta and fmt != "meta":
+        raise ConfigError(f"--meta: only used with --format meta (layout here: {fmt})")
+    samples = read_meta(root, args.meta) if args.meta else read_dataset(root, fmt)
     summaries = summarize(samples)
     if args.check:
         check_files(samples, summaries)

@@ -136,3 +136,11 @@ def test_data_table_output(mvtec_tree, capsys) -> None:
     assert "format: mvtec" in out
     bottle = next(line for line in out.splitlines() if line.startswith("bottle"))
     assert bottle.split()[1:] == ["3", "2", "3", "3"]
+
+
+def test_meta_option(data_trees, capsys) -> None:
+    coco = data_trees["coco"].root
+    out = run_json(capsys, str(coco), "--format", "meta", "--meta", "meta_20_0.json")
+    assert out["classes"]["coco"]["test_anomalous"] == 2
+    assert cli.main(["data", str(coco), "--format", "coco", "--meta", "meta_20_0.json"]) == 1
+    assert "--meta" in capsys.readouterr().err
