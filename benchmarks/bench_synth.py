@@ -33,7 +33,9 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         for r in range(args.repeat):
             t0 = time.perf_counter()
-            out = make_synthetic_dataset(Path(tmp) / f"run{r}", args.classes, 0, args.size, args.train, args.test)
+            out = make_synthetic_dataset(
+                Path(tmp) / f"run{r}", args.classes, 0, args.size, args.train, args.test
+            )
             best = min(best, time.perf_counter() - t0)
         print(f"make_synthetic_dataset: {n_images} images in {best:.2f} s -> {n_images / best:.1f} images/s")
 
