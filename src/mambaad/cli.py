@@ -58,6 +58,12 @@ def _format_table(fmt: str, root: Path, summaries: dict[str, ClassSummary], chec
     return "\n".join(lines)
 
 
+def _progress(done: int, total: int) -> None:
+    if done % 500 == 0 or done == total:
+        end = "\n" if done == total else ""
+        print(f"\rchecked {done}/{total} files", end=end, file=sys.stderr, flush=True)
+
+
 def cmd_data(args: argparse.Namespace) -> int:
     """Detect (or take) the layout of a data root and print per-class counts and problems."""
     from mambaad.data.folder import check_root
@@ -72,7 +78,7 @@ def cmd_data(args: argparse.Namespace) -> int:
     samples = read_meta(root, args.meta) if args.meta else read_dataset(root, fmt)
     summaries = summarize(samples)
     if args.check:
-        check_files(samples, summaries)
+        check_files(samples, summaries, progress=_progress if sys.stderr.isatty() else None)
     if args.json:
         out = {"format": fmt, "root": str(root), "classes": {k: v.to_json() for k, v in summaries.items()}}
         print(json.dumps(out, indent=1))
