@@ -58,7 +58,9 @@ def rule_value(entry: dict, phase: float) -> np.ndarray:
     return v.reshape(shape).astype(entry["dtype"])
 
 
-def official_state_dict(manifest: dict, phase: float, orders: np.lib.npyio.NpzFile) -> dict[str, torch.Tensor]:
+def official_state_dict(
+    manifest: dict, phase: float, orders: np.lib.npyio.NpzFile
+) -> dict[str, torch.Tensor]:
     """The official-format state dict of the fixture, with the official Hilbert scan indices."""
     state = {}
     for entry in manifest["entries"]:
@@ -120,7 +122,9 @@ def test_official_parity(fixture: Path) -> None:
     if f"phase {phase}" in manifest["description"]:
         for entry in manifest["entries"]:
             value = state[entry["name"]].double()
-            assert value.sum().item() == pytest.approx(entry["checksum_sum"], rel=1e-9, abs=1e-9), entry["name"]
+            assert value.sum().item() == pytest.approx(entry["checksum_sum"], rel=1e-9, abs=1e-9), entry[
+                "name"
+            ]
             assert value.square().sum().item() == pytest.approx(entry["checksum_sumsq"], rel=1e-9)
 
     model = mambaad.load_official(state, scan_backend="reference")

@@ -54,7 +54,7 @@ def gaussian_blur(maps: Tensor, sigma: float = 4.0) -> Tensor:
         return maps
     kernel = gaussian_kernel(sigma).to(device=maps.device, dtype=maps.dtype)
     radius = (kernel.numel() - 1) // 2
-    b, h, w = maps.shape
+    h, w = maps.shape[-2:]
     x = maps.index_select(1, _reflect_index(h, radius, maps.device))  # (B, H+2r, W)
     x = F.conv2d(x[:, None], kernel.view(1, 1, -1, 1))  # (B, 1, H, W)
     x = x[:, 0].index_select(2, _reflect_index(w, radius, maps.device))

@@ -106,7 +106,9 @@ class SS2D(nn.Module):
         dt = torch.exp(torch.rand_like(self.dt_projs_bias) * math.log(dt_max / dt_min) + math.log(dt_min))
         dt = dt.clamp(min=dt_floor)
         self.dt_projs_bias.copy_(dt + torch.log(-torch.expm1(-dt)))  # inverse of softplus
-        self.A_logs.copy_(torch.log(torch.arange(1, self.d_state + 1, dtype=torch.float32)).expand_as(self.A_logs))
+        self.A_logs.copy_(
+            torch.log(torch.arange(1, self.d_state + 1, dtype=torch.float32)).expand_as(self.A_logs)
+        )
         self.Ds.fill_(1.0)
 
     def forward(self, x: Tensor) -> Tensor:  # (B, H, W, C) -> (B, H, W, C)

@@ -7,6 +7,7 @@ against our own orders (a mismatch would mean another scan) and then dropped.
 
 from __future__ import annotations
 
+import math
 import re
 from pathlib import Path
 
@@ -15,6 +16,7 @@ from torch import Tensor
 from mambaad.errors import CheckpointError
 from mambaad.models.encoder import read_state_dict
 from mambaad.models.mambaad import MambaAD
+from mambaad.scan.orders import inverse_orders, scan_orders
 
 # (official pattern, our replacement), applied in order to every key
 RENAMES: list[tuple[str, str]] = [
@@ -64,9 +66,7 @@ def convert_official_state_dict(state: dict[str, Tensor], model: MambaAD) -> dic
 
 
 def _check_scan_index(key: str, value: Tensor, model: MambaAD) -> None:
-    from mambaad.scan.orders import inverse_orders, scan_orders
-
-    side = int(round(value.numel() ** 0.5))
+    side = math.isqrt(value.numel())
     base = scan_orders(model.config.scan, side, side, model.config.directions)[0]
     expected = inverse_orders(base[None])[0] if key.endswith("_inv") else base
     if value.flatten().long().tolist() != expected.tolist():
