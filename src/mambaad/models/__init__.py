@@ -2,5 +2,6 @@
 
 from mambaad.models.mambaad import MambaAD, MambaADConfig
 from mambaad.models.official import load_official
+from mambaad.models.registry import create_model, list_models
 
-__all__ = ["MambaAD", "MambaADConfig", "load_official"]
+__all__ = ["MambaAD", "MambaADConfig", "create_model", "list_models", "load_official"]

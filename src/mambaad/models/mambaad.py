@@ -104,6 +104,14 @@ class MambaAD(nn.Module):
     def loss(self, enc: list[Tensor], dec: list[Tensor]) -> Tensor:
         return reconstruction_loss(enc, dec, self.config.loss_weight)
 
+    def training_loss(self, images: Tensor) -> Tensor:
+        """The loss on a batch of normal images (the engine's one call per step)."""
+        return self.loss(*self(images))
+
+    def trainable_parameters(self) -> list[tuple[str, nn.Parameter]]:
+        """Bottleneck and decoder; the encoder is frozen."""
+        return [(n, p) for n, p in self.named_parameters() if p.requires_grad]
+
     def anomaly_map(
         self, enc: list[Tensor], dec: list[Tensor], smooth: bool = True, size: tuple[int, int] | None = None
     ) -> Tensor:
@@ -121,4 +129,16 @@ class MambaAD(nn.Module):
         return maps, image_scores(maps, self.config.score_topk)
 
     def config_dict(self) -> dict:
-        return asdict(self.config)
+        return {"model": "mambaad", **asdict(self.config)}
+
+
+def build(
+    encoder: str = "resnet34",
+    encoder_weights: str | Path | None = None,
+    scan: str = "hilbert",
+    directions: int = 8,
+    scan_backend: str = "auto",
+    **options: object,
+) -> MambaAD:
+    """Registry entry: unknown options (other models' settings) are rejected by MambaADConfig."""
+    return MambaAD(encoder, scan, directions, encoder_weights, scan_backend, **options)
