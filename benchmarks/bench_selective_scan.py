@@ -6,6 +6,7 @@ image, 3*t0 + 4*t1 + 6*t2 + 3*t3 (16 SS2D calls: 3/4/6/3 per stage), divided by 
 
     PYTHONPATH=src python benchmarks/bench_selective_scan.py
     PYTHONPATH=src python benchmarks/bench_selective_scan.py --batch 1 --backends chunked --chunk-size 32
+    PYTHONPATH=src python benchmarks/bench_selective_scan.py --check   # y and grads vs reference, real shapes
 """
 
 from __future__ import annotations
@@ -74,6 +75,27 @@ def time_backend(
     return fwd, best_time(fwd_bwd, reps)
 
 
+def check_parity(backends: list[str]) -> None:
+    """Max relative error of y and of every input gradient vs the reference, all four stages at Bt=1."""
+    names = ("y", "u", "delta", "A", "B", "C", "D", "delta_bias")
+    for stage, d, length, _ in STAGES:
+        inputs = make_inputs(1, d, length, grad=False)
+        grad_out = torch.randn(1, K * d, length, generator=torch.Generator().manual_seed(1))
+        results = {}
+        for name in ["reference", *backends]:
+            leaves = [t.clone().requires_grad_(True) for t in inputs]
+            y = ss._get_backend(name)(*leaves)
+            y.backward(grad_out)
+            results[name] = [y.detach()] + [t.grad for t in leaves]
+        for name in backends:
+            errs = [
+                ((x - r).abs().max() / r.abs().max().clamp_min(1e-30)).item()
+                for x, r in zip(results[name], results["reference"])
+            ]
+            worst = max(zip(errs, names))
+            print(f"{stage} {name:<11} max rel err {worst[0]:.2e} ({worst[1]})", flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--backends", nargs="+", default=["reference", "chunked", "sequential"])
@@ -84,6 +106,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's)")
     parser.add_argument("--block", type=int, default=None, help="override ss.SEQUENTIAL_BLOCK")
     parser.add_argument("--forward-only", action="store_true")
+    parser.add_argument("--check", action="store_true", help="parity of y and grads vs reference, then exit")
     parser.add_argument(
         "--max-ref-work",
         type=float,
