@@ -6,14 +6,17 @@ Kept apart so that ``import mambaad`` never imports triton; see ``triton_scan`` 
 import triton
 import triton.language as tl
 
+
 @triton.jit
 def _lin_combine(a1, b1, a2, b2):
     # (a1, b1) is the earlier segment: x -> a2 (a1 x + b1) + b2
     return a1 * a2, a2 * b1 + b2
 
+
 @triton.jit
 def _softplus(x):
     return tl.where(x > 20.0, x, tl.log(1.0 + tl.exp(tl.minimum(x, 20.0))))
+
 
 @triton.jit
 def fwd_kernel(
@@ -76,6 +79,7 @@ def fwd_kernel(
             y += dskip[:, None] * u
         tl.atomic_add(o_base + p[None, :] * so_l, y, mask=m_dt, sem="relaxed")
         h = tl.sum(tl.where((offs_c == CHUNK - 1)[None, None, :], hh, 0.0), axis=2)
+
 
 @triton.jit
 def bwd_kernel(

@@ -300,9 +300,10 @@ def hybrid_selective_scan(
         (B, D, L) float32, summed over the K directions.
     """
     if backend == "triton":
-        return hybrid_selective_scan_triton(u, delta, A, B, C, D, delta_bias, orders, delta_softplus, **kwargs)
+        return hybrid_selective_scan_triton(
+            u, delta, A, B, C, D, delta_bias, orders, delta_softplus, **kwargs
+        )
     if backend == "torch":
         inner = kwargs.pop("scan_backend", "reference")
         return hybrid_selective_scan_torch(u, delta, A, B, C, D, delta_bias, orders, delta_softplus, inner)
     raise ConfigError(f"unknown hybrid-scan backend {backend!r}; choose from {', '.join(_FUSED_BACKENDS)}")
-
