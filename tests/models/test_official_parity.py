@@ -127,7 +127,7 @@ def test_official_parity(fixture: Path) -> None:
             ]
             assert value.square().sum().item() == pytest.approx(entry["checksum_sumsq"], rel=1e-9)
 
-    model = mambaad.load_official(state, scan_backend="reference")
+    model = mambaad.load_official(state)
     assert not model.training
     got, handles = capture(model)
     x = torch.from_numpy(ref["input"])

@@ -22,7 +22,7 @@ from timm.layers import DropPath
 from torch import Tensor, nn
 
 from mambaad.scan.orders import inverse_orders, scan_orders
-from mambaad.scan.selective_scan import selective_scan
+from mambaad.scan.selective_scan import default_backend, selective_scan
 
 
 class HybridScan(nn.Module):
@@ -37,7 +37,7 @@ class HybridScan(nn.Module):
         self.curve, self.directions, self.distinct = curve, directions, distinct
         self._cache: dict[tuple[int, int, torch.device], tuple[Tensor, Tensor]] = {}
 
-    def _indices(self, h: int, w: int, device: torch.device) -> tuple[Tensor, Tensor]:
+    def _indices(self, h: int, w: int, device: torch.device) -> tuple[Tensor, Tensor, Tensor]:
         key = (h, w, device)
         if key not in self._cache:
             orders = scan_orders(self.curve, h, w, self.directions, self.distinct)  # (K, L)
@@ -47,18 +47,22 @@ class HybridScan(nn.Module):
             # decode reads, for pixel p of direction k, sequence position inverse[k, p].
             encode = orders.flatten()
             decode = (inverse_orders(orders) + offsets).flatten()
-            self._cache[key] = (encode.to(device), decode.to(device))
+            self._cache[key] = (orders.to(device), encode.to(device), decode.to(device))
         return self._cache[key]
+
+    def orders(self, h: int, w: int, device: torch.device) -> Tensor:
+        """(K, L) scan orders of an h x w grid (sequence position t of direction k reads pixel [k, t])."""
+        return self._indices(h, w, device)[0]
 
     def encode(self, x: Tensor) -> Tensor:  # (B, D, H, W) -> (B, K, D, L)
         b, d, h, w = x.shape
-        index, _ = self._indices(h, w, x.device)
+        _, index, _ = self._indices(h, w, x.device)
         xs = x.flatten(2).index_select(2, index)  # (B, D, K*L)
         return xs.view(b, d, self.directions, h * w).transpose(1, 2)
 
     def decode(self, ys: Tensor, h: int, w: int) -> Tensor:  # (B, K, D, L) -> (B, D, L), summed over K
         b, k, d, length = ys.shape
-        _, index = self._indices(h, w, ys.device)
+        _, _, index = self._indices(h, w, ys.device)
         ys = ys.transpose(1, 2).reshape(b, d, k * length).index_select(2, index)
         return ys.view(b, d, k, length).sum(2)
 
@@ -115,11 +119,24 @@ class SS2D(nn.Module):
         b, h, w, _ = x.shape
         x, z = self.in_proj(x).chunk(2, dim=-1)  # 2 x (B, H, W, D)
         x = F.silu(self.conv2d(x.permute(0, 3, 1, 2)))  # (B, D, H, W)
-        xs = self.scans.encode(x)  # (B, K, D, L)
-        k, n, r = xs.shape[1], self.d_state, self.dt_rank
-        x_dbl = torch.einsum("bkdl,kcd->bkcl", xs, self.x_proj_weight)  # (B, K, R+2N, L)
+        backend = resolve_backend(self.backend, x.device)
+        y = self._scan_fused(x) if backend == "triton" else self._scan_gathered(x, backend)  # (B, D, L)
+        y = self.out_norm(y.transpose(1, 2).reshape(b, h, w, -1).to(z.dtype))
+        return self.out_proj(y * F.silu(z))
+
+    def _projections(self, xs: Tensor, equation: str) -> tuple[Tensor, Tensor, Tensor]:
+        """Per direction: x -> x_dbl = (dt, B, C); dt -> delta. Position-wise, so any order works."""
+        n, r = self.d_state, self.dt_rank
+        x_dbl = torch.einsum(equation, xs, self.x_proj_weight)  # (B, K, R+2N, L)
         dts, Bs, Cs = x_dbl.split([r, n, n], dim=2)
         dts = torch.einsum("bkrl,kdr->bkdl", dts, self.dt_projs_weight)  # (B, K, D, L)
+        return dts, Bs, Cs
+
+    def _scan_gathered(self, x: Tensor, backend: str) -> Tensor:
+        """Gather K permuted copies, scan them, scatter back and sum (the official data flow)."""
+        b, _, h, w = x.shape
+        xs = self.scans.encode(x)  # (B, K, D, L)
+        dts, Bs, Cs = self._projections(xs, "bkdl,kcd->bkcl")
         ys = selective_scan(
             xs.reshape(b, -1, h * w).float(),
             dts.reshape(b, -1, h * w).float(),
@@ -129,11 +146,39 @@ class SS2D(nn.Module):
             self.Ds.float(),
             self.dt_projs_bias.flatten().float(),
             delta_softplus=True,
-            backend=self.backend,
+            backend=backend,
         )  # (B, K*D, L)
-        y = self.scans.decode(ys.view(b, k, -1, h * w), h, w)  # (B, D, L)
-        y = self.out_norm(y.transpose(1, 2).reshape(b, h, w, -1).to(z.dtype))
-        return self.out_proj(y * F.silu(z))
+        return self.scans.decode(ys.view(b, self.scans.directions, -1, h * w), h, w)
+
+    def _scan_fused(self, x: Tensor) -> Tensor:
+        """Triton: projections in raster order; the kernel reads and writes through the scan orders."""
+        from mambaad.scan.triton_scan import hybrid_selective_scan
+
+        _, _, h, w = x.shape
+        x_flat = x.flatten(2)  # (B, D, L), raster order
+        dts, Bs, Cs = self._projections(x_flat, "bdl,kcd->bkcl")
+        return hybrid_selective_scan(
+            x_flat,
+            dts,
+            -torch.exp(self.A_logs.float()),
+            Bs,
+            Cs,
+            self.Ds.float(),
+            self.dt_projs_bias.flatten().float(),
+            self.scans.orders(h, w, x.device),
+        )
+
+
+def resolve_backend(name: str, device: torch.device) -> str:
+    """``auto``: the fused Triton scan on CUDA when Triton imports, else the selective-scan default."""
+    if name != "auto":
+        return name
+    if device.type == "cuda":
+        from mambaad.scan.triton_scan import triton_available
+
+        if triton_available():
+            return "triton"
+    return default_backend(device)
 
 
 class HSSBlock(nn.Module):
