@@ -1,0 +1,149 @@
+"""Throughput and peak memory of a model's training step and inference, on the current device.
+
+Training step = forward + loss + backward + gradient clipping (5) + AdamW step, as the recipe.
+Inference = forward + anomaly maps (cosine, upsampling, Gaussian) + image scores.
+Timings synchronise the device around the timed loop only (never inside it), after warm-up steps.
+
+    python -m mambaad.bench --device cuda --batch-size 16 --train --backend triton
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from dataclasses import asdict, dataclass
+
+import torch
+from torch import nn
+
+from mambaad.models.registry import create_model
+
+
+@dataclass
+class BenchResult:
+    mode: str  # train | infer
+    backend: str
+    batch_size: int
+    image_size: int
+    bf16: bool
+    img_per_s: float
+    ms_per_step: float
+    peak_mem_gb: float | None  # CUDA only
+    device: str
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def measure(
+    model: nn.Module,
+    *,
+    train: bool,
+    batch_size: int,
+    image_size: int = 256,
+    steps: int = 10,
+    warmup: int = 3,
+    bf16: bool = False,
+    channels_last: bool = False,
+    backend: str = "auto",
+) -> BenchResult:
+    """Time ``steps`` training steps or inference batches on random normalised images."""
+    device = next(model.parameters()).device
+    x = torch.randn(batch_size, 3, image_size, image_size, device=device)
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+        model = model.to(memory_format=torch.channels_last)
+    params = [p for _, p in model.trainable_parameters()]
+    optimizer = torch.optim.AdamW(params, lr=1e-4) if train else None
+    model.train(train)
+    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16)
+
+    def step() -> None:
+        if train:
+            with autocast:
+                loss = model.training_loss(x)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(params, 5.0)
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+        else:
+            with torch.no_grad(), autocast:
+                model.predict(x)
+
+    for _ in range(warmup):
+        step()
+    _sync(device)
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    start = time.perf_counter()
+    for _ in range(steps):
+        step()
+    _sync(device)
+    elapsed = time.perf_counter() - start
+    peak = torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else None
+    return BenchResult(
+        "train" if train else "infer",
+        backend,
+        batch_size,
+        image_size,
+        bf16,
+        batch_size * steps / elapsed,
+        1000 * elapsed / steps,
+        peak,
+        torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m mambaad.bench", description=__doc__.split("\n")[0])
+    p.add_argument("--model", default="mambaad")
+    p.add_argument("--encoder", default="resnet34")
+    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    p.add_argument("--backend", action="append", help="scan backend(s); default: auto")
+    p.add_argument("--batch-size", type=int, action="append", help="batch size(s); default 16")
+    p.add_argument("--image-size", type=int, default=256)
+    p.add_argument("--train", action="store_true", help="time training steps")
+    p.add_argument("--infer", action="store_true", help="time inference")
+    p.add_argument("--bf16", action="store_true", help="bf16 autocast")
+    p.add_argument("--channels-last", action="store_true")
+    p.add_argument("--steps", type=int, default=10)
+    p.add_argument("--warmup", type=int, default=3)
+    p.add_argument("--json", action="store_true", help="one JSON line per result")
+    args = p.parse_args(argv)
+    modes = [m for m, on in (("train", args.train), ("infer", args.infer)) if on] or ["train", "infer"]
+    device = torch.device(args.device)
+    for backend in args.backend or ["auto"]:
+        model = create_model(args.model, encoder=args.encoder, scan_backend=backend).to(device)
+        for mode in modes:
+            for bs in args.batch_size or [16]:
+                r = measure(
+                    model,
+                    train=mode == "train",
+                    batch_size=bs,
+                    image_size=args.image_size,
+                    steps=args.steps,
+                    warmup=args.warmup,
+                    bf16=args.bf16,
+                    channels_last=args.channels_last,
+                    backend=backend,
+                )
+                if args.json:
+                    print(json.dumps(asdict(r)), flush=True)
+                else:
+                    mem = f"{r.peak_mem_gb:.2f} GB" if r.peak_mem_gb is not None else "-"
+                    print(
+                        f"{r.mode:5s} backend={backend:10s} bs={bs:3d} bf16={int(r.bf16)} "
+                        f"{r.img_per_s:9.1f} img/s {r.ms_per_step:9.1f} ms/step peak {mem} ({r.device})",
+                        flush=True,
+                    )
+        del model
+        if device.type == "cuda":
+            torch.cuda.empty_cache()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
