@@ -124,10 +124,20 @@ class SS2D(nn.Module):
         y = self.out_norm(y.transpose(1, 2).reshape(b, h, w, -1).to(z.dtype))
         return self.out_proj(y * F.silu(z))
 
-    def _projections(self, xs: Tensor, equation: str) -> tuple[Tensor, Tensor, Tensor]:
-        """Per direction: x -> x_dbl = (dt, B, C); dt -> delta. Position-wise, so any order works."""
+    def _projections(self, xs: Tensor, channels_last: bool = False) -> tuple[Tensor, Tensor, Tensor]:
+        """Per direction: x -> x_dbl = (dt, B, C); dt -> delta. Position-wise, so any order works.
+
+        xs: (B, K, D, L) sequences, or with ``channels_last`` the raster map (B, L, D). Returns delta
+        (B, K, D, L) and B, C (B, K, N, L); with ``channels_last`` as views whose innermost stride runs
+        over D or N, so that a kernel reading one pixel reads contiguous memory.
+        """
         n, r = self.d_state, self.dt_rank
-        x_dbl = torch.einsum(equation, xs, self.x_proj_weight)  # (B, K, R+2N, L)
+        if channels_last:
+            x_dbl = torch.einsum("bld,kcd->bklc", xs, self.x_proj_weight)  # (B, K, L, R+2N)
+            dts, Bs, Cs = x_dbl.split([r, n, n], dim=3)
+            dts = torch.einsum("bklr,kdr->bkld", dts, self.dt_projs_weight)  # (B, K, L, D)
+            return dts.transpose(2, 3), Bs.transpose(2, 3), Cs.transpose(2, 3)
+        x_dbl = torch.einsum("bkdl,kcd->bkcl", xs, self.x_proj_weight)  # (B, K, R+2N, L)
         dts, Bs, Cs = x_dbl.split([r, n, n], dim=2)
         dts = torch.einsum("bkrl,kdr->bkdl", dts, self.dt_projs_weight)  # (B, K, D, L)
         return dts, Bs, Cs
@@ -136,7 +146,7 @@ class SS2D(nn.Module):
         """Gather K permuted copies, scan them, scatter back and sum (the official data flow)."""
         b, _, h, w = x.shape
         xs = self.scans.encode(x)  # (B, K, D, L)
-        dts, Bs, Cs = self._projections(xs, "bkdl,kcd->bkcl")
+        dts, Bs, Cs = self._projections(xs)
         ys = selective_scan(
             xs.reshape(b, -1, h * w).float(),
             dts.reshape(b, -1, h * w).float(),
@@ -154,11 +164,11 @@ class SS2D(nn.Module):
         """Triton: projections in raster order; the kernel reads and writes through the scan orders."""
         from mambaad.scan.triton_scan import hybrid_selective_scan
 
-        _, _, h, w = x.shape
-        x_flat = x.flatten(2)  # (B, D, L), raster order
-        dts, Bs, Cs = self._projections(x_flat, "bdl,kcd->bkcl")
+        b, d, h, w = x.shape
+        x_cl = x.permute(0, 2, 3, 1).reshape(b, h * w, d)  # (B, L, D): one pixel's channels contiguous
+        dts, Bs, Cs = self._projections(x_cl, channels_last=True)
         return hybrid_selective_scan(
-            x_flat,
+            x_cl.transpose(1, 2),  # (B, D, L) view
             dts,
             -torch.exp(self.A_logs.float()),
             Bs,

@@ -140,7 +140,9 @@ class _HybridScanFn(torch.autograd.Function):
         A = A.contiguous()
         orders32 = orders.to(device=u.device, dtype=torch.int32).contiguous()
         save = any(ctx.needs_input_grad[:7])
-        out = torch.zeros(bsz, d, length, device=u.device, dtype=torch.float32)
+        # (B, D, L) view of (B, L, D) memory: the channels of one pixel are contiguous, so the
+        # scattered (atomic) writes of a program's BLOCK_D channels at a pixel hit one segment
+        out = torch.zeros(bsz, length, d, device=u.device, dtype=torch.float32).transpose(1, 2)
         states = torch.empty(bsz, k * d, n_chunks if save else 1, n, device=u.device, dtype=torch.float32)
         dummy = A  # never read when the HAS_* flag is off
         grid = (bsz * k, -(-d // block_d))
