@@ -51,7 +51,7 @@ def read_state_dict(path: str | Path) -> dict[str, Tensor]:
             state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # truncated, not a checkpoint, pickled code, ...
         raise CheckpointError(f"{path}: not a readable weights file ({type(err).__name__})") from None
-    for key in ("state_dict", "model"):
+    for key in ("state_dict", "model", "net"):  # common wrappers of training checkpoints
         if isinstance(state, dict) and isinstance(state.get(key), dict):
             state = state[key]
     if not isinstance(state, dict) or not all(isinstance(v, Tensor) for v in state.values()):

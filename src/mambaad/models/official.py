@@ -79,9 +79,6 @@ def load_official(source: dict[str, Tensor] | str | Path, scan_backend: str = "a
     Returns the model in eval mode. Files are read with ``weights_only=True`` (no code is unpickled).
     """
     state = source if isinstance(source, dict) else read_state_dict(source)
-    for key in ("model", "state_dict", "net"):
-        if isinstance(state.get(key), dict):
-            state = state[key]
     state = {k.removeprefix("module."): v for k, v in state.items()}
     model = MambaAD(encoder="resnet34", scan="hilbert", directions=8, scan_backend=scan_backend)
     converted = convert_official_state_dict(state, model)

@@ -1,0 +1,148 @@
+"""GPU correctness check of the fused Triton hybrid scan against the gather + selective-scan yardstick.
+
+For random shapes (odd lengths, non-square grids, partial channel blocks) and MambaAD's four decoder stage
+shapes at batch 16 (K=8, N=16: D=1024 L=64, D=512 L=256, D=256 L=1024, D=128 L=4096), compares the
+forward output and the gradients of u, delta, A, B, C, D and delta_bias (same upstream gradient) with
+``hybrid_selective_scan_torch`` in float64 (float32 for L=4096, where a float64 autograd graph of the
+sequential reference would not fit). Also checks bf16 inputs (kernel state in fp32) against the reference
+on the same bf16-rounded values. Prints max abs and relative (max abs / max |ref|) errors per tensor and
+PASS/FAIL; exits 1 on any FAIL.
+
+    PYTHONPATH=src python benchmarks/check_triton_scan.py              # everything (< 2 min on an H100)
+    PYTHONPATH=src python benchmarks/check_triton_scan.py --quick      # random shapes only
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+import time
+
+import torch
+
+from mambaad.scan.orders import scan_orders
+from mambaad.scan.selective_scan import list_backends
+from mambaad.scan.triton_scan import hybrid_selective_scan
+
+NAMES = ["u", "delta", "A", "B", "C", "D", "delta_bias"]
+DEVICE = "cuda"  # "cpu" only with TRITON_INTERPRET=1 (a smoke test of this script)
+STAGES = [(1024, 8, 8), (512, 16, 16), (256, 32, 32), (128, 64, 64)]  # (D, H, W)
+
+
+def make_inputs(
+    b: int, k: int, d: int, n: int, length: int, device: str, dtype: torch.dtype, seed: int
+) -> list[torch.Tensor]:
+    """Inputs with MambaAD's statistics: S4D-real A, softplus-inverse dt bias in [1e-3, 0.1]."""
+    g = torch.Generator(device="cpu").manual_seed(seed)
+
+    def rnd(*shape: int) -> torch.Tensor:
+        return torch.randn(*shape, generator=g, dtype=torch.float64)
+
+    dt = torch.exp(torch.rand(k * d, generator=g, dtype=torch.float64) * math.log(100) + math.log(1e-3))
+    xs = [
+        rnd(b, d, length),  # u
+        rnd(b, k, d, length) * 0.5,  # delta (pre-bias, pre-softplus)
+        -torch.arange(1, n + 1, dtype=torch.float64).repeat(k * d, 1),  # A
+        rnd(b, k, n, length) * 0.5,  # B
+        rnd(b, k, n, length) * 0.5,  # C
+        torch.ones(k * d, dtype=torch.float64) + 0.1 * rnd(k * d),  # D
+        dt + torch.log(-torch.expm1(-dt)),  # delta_bias
+    ]
+    return [x.to(device=device, dtype=dtype) for x in xs]
+
+
+def errors(a: torch.Tensor, ref: torch.Tensor) -> tuple[float, float]:
+    diff = (a.double() - ref.double()).abs().max().item()
+    scale = ref.abs().max().item()
+    return diff, diff / (scale if scale > 0 else 1.0)
+
+
+def check_case(
+    label: str,
+    b: int,
+    k: int,
+    d: int,
+    n: int,
+    h: int,
+    w: int,
+    curve: str,
+    in_dtype: torch.dtype,
+    inner: str,
+    tol_y: float,
+    tol_grad: float,
+    seed: int,
+) -> bool:
+    length = h * w
+    orders = scan_orders(curve, h, w, k).to(DEVICE)
+    base = make_inputs(b, k, d, n, length, DEVICE, torch.float64, seed)
+    ref_dtype = torch.float64 if length <= 1024 else torch.float32
+    kernel_in = [x.to(in_dtype).requires_grad_() for x in base]
+    ref_in = [x.to(in_dtype).to(ref_dtype).requires_grad_() for x in base]  # same (rounded) values
+    t0 = time.perf_counter()
+    y = hybrid_selective_scan(*kernel_in, orders, backend="triton")
+    grad = torch.randn_like(y)
+    y.backward(grad)
+    if DEVICE == "cuda":
+        torch.cuda.synchronize()
+    t_kernel = time.perf_counter() - t0
+    ref = hybrid_selective_scan(*ref_in, orders, backend="torch", scan_backend=inner)
+    ref.backward(grad.to(ref_dtype))
+    ok = True
+    rows = [("y", *errors(y, ref), tol_y)]
+    rows += [(nm, *errors(a.grad, r.grad), tol_grad) for nm, a, r in zip(NAMES, kernel_in, ref_in)]
+    print(
+        f"{label}: B={b} K={k} D={d} N={n} {h}x{w} (L={length}) {curve} in={str(in_dtype)[6:]} "
+        f"ref={inner}/{str(ref_dtype)[6:]} kernel {t_kernel * 1e3:.0f} ms (incl. compile)"
+    )
+    for name, abs_err, rel_err, tol in rows:
+        good = rel_err <= tol and math.isfinite(rel_err)
+        ok &= good
+        print(f"    {name:<10} max abs {abs_err:.3e}  rel {rel_err:.3e}  {'PASS' if good else 'FAIL'}")
+    del y, ref, kernel_in, ref_in
+    if DEVICE == "cuda":
+        torch.cuda.empty_cache()
+    return ok
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--quick", action="store_true", help="random shapes only, no stage shapes")
+    parser.add_argument("--inner", default=None, help="selective-scan backend of the yardstick")
+    parser.add_argument("--only", nargs="*", default=None, help="run only these case labels")
+    parser.add_argument("--device", default="cuda", help="cuda; cpu only with TRITON_INTERPRET=1")
+    args = parser.parse_args()
+    global DEVICE
+    DEVICE = args.device
+    if DEVICE == "cuda" and not torch.cuda.is_available():
+        print("check_triton_scan: needs a CUDA device", file=sys.stderr)
+        return 2
+    inner = args.inner or ("chunked" if "chunked" in list_backends() else "reference")
+    name = torch.cuda.get_device_name() if DEVICE == "cuda" else "cpu (triton interpreter)"
+    print(f"torch {torch.__version__}, device {name}, yardstick backend {inner}")
+    f32, bf16 = torch.float32, torch.bfloat16
+    cases = [
+        ("rand-L1", 2, 8, 5, 16, 1, 1, "hilbert", f32),
+        ("rand-odd", 3, 8, 37, 16, 7, 9, "hilbert", f32),
+        ("rand-odd2", 1, 4, 70, 5, 5, 13, "zigzag", f32),
+        ("rand-K2", 2, 2, 16, 16, 11, 11, "scan", f32),
+        ("rand-14x14", 2, 8, 96, 16, 14, 14, "hilbert", f32),
+        ("rand-bf16", 2, 8, 48, 16, 9, 15, "hilbert", bf16),
+    ]
+    if not args.quick:
+        for i, (d, h, w) in enumerate(STAGES):
+            cases.append((f"stage{i}", 16, 8, d, 16, h, w, "hilbert", f32))
+    if args.only is not None:
+        cases = [c for c in cases if c[0] in args.only]
+    ok = True
+    for seed, (label, b, k, d, n, h, w, curve, dtype) in enumerate(cases):
+        tol_y, tol_grad = (1e-4, 1e-4) if dtype == f32 else (1e-4, 2e-2)  # bf16 grads are rounded to bf16
+        ok &= check_case(label, b, k, d, n, h, w, curve, dtype, inner, tol_y, tol_grad, seed)
+    print("ALL PASS" if ok else "SOME CHECKS FAILED")
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,191 @@
+"""Triton kernels of the fused hybrid selective scan (imported only by ``triton_scan._kernels``).
+
+Kept apart so that ``import mambaad`` never imports triton; see ``triton_scan`` for the algorithm.
+"""
+
+import triton
+import triton.language as tl
+
+
+@triton.jit
+def _lin_combine(a1, b1, a2, b2):
+    # (a1, b1) is the earlier segment: x -> a2 (a1 x + b1) + b2
+    return a1 * a2, a2 * b1 + b2
+
+
+@triton.jit
+def _softplus(x):
+    return tl.where(x > 20.0, x, tl.log(1.0 + tl.exp(tl.minimum(x, 20.0))))
+
+
+@triton.jit
+def fwd_kernel(
+    u_ptr, dl_ptr, a_ptr, b_ptr, c_ptr, dskip_ptr, bias_ptr, ord_ptr, out_ptr, hs_ptr,
+    K, D, L, N, n_chunks,
+    su_b, su_d, su_l,
+    sd_b, sd_k, sd_d, sd_l,
+    sb_b, sb_k, sb_n, sb_l,
+    sc_b, sc_k, sc_n, sc_l,
+    so_b, so_d, so_l,
+    HAS_D: tl.constexpr, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr, SAVE_STATES: tl.constexpr,
+    BLOCK_D: tl.constexpr, BLOCK_N: tl.constexpr, CHUNK: tl.constexpr,
+):  # fmt: skip
+    pid_bk = tl.program_id(0)
+    pid_d = tl.program_id(1)
+    b = pid_bk // K
+    k = pid_bk % K
+    offs_d = pid_d * BLOCK_D + tl.arange(0, BLOCK_D)
+    offs_n = tl.arange(0, BLOCK_N)
+    offs_c = tl.arange(0, CHUNK)
+    mask_d = offs_d < D
+    mask_n = offs_n < N
+    ch = k * D + offs_d  # (BLOCK_D,) channel in K*D
+    mask_dn = mask_d[:, None] & mask_n[None, :]
+    a_mat = tl.load(a_ptr + ch[:, None] * N + offs_n[None, :], mask=mask_dn, other=0.0).to(tl.float32)
+    if HAS_D:
+        dskip = tl.load(dskip_ptr + ch, mask=mask_d, other=0.0).to(tl.float32)
+    if HAS_BIAS:
+        bias = tl.load(bias_ptr + ch, mask=mask_d, other=0.0).to(tl.float32)
+    u_base = u_ptr + b * su_b + offs_d[:, None] * su_d
+    d_base = dl_ptr + b * sd_b + k * sd_k + offs_d[:, None] * sd_d
+    b_base = b_ptr + b * sb_b + k * sb_k + offs_n[:, None] * sb_n
+    c_base = c_ptr + b * sc_b + k * sc_k + offs_n[:, None] * sc_n
+    o_base = out_ptr + b * so_b + offs_d[:, None] * so_d
+    hs_base = hs_ptr + ((b * K * D + ch[:, None]) * n_chunks) * N + offs_n[None, :]
+    h = tl.zeros((BLOCK_D, BLOCK_N), dtype=tl.float32)
+    for c in range(n_chunks):
+        if SAVE_STATES:
+            tl.store(hs_base + c * N, h, mask=mask_dn)
+        offs_t = c * CHUNK + offs_c
+        mask_t = offs_t < L
+        p = tl.load(ord_ptr + k * L + offs_t, mask=mask_t, other=0)  # (CHUNK,) raster positions
+        m_dt = mask_d[:, None] & mask_t[None, :]
+        m_nt = mask_n[:, None] & mask_t[None, :]
+        u = tl.load(u_base + p[None, :] * su_l, mask=m_dt, other=0.0).to(tl.float32)  # (BD, T)
+        dt = tl.load(d_base + p[None, :] * sd_l, mask=m_dt, other=0.0).to(tl.float32)
+        if HAS_BIAS:
+            dt = dt + bias[:, None]
+        if SOFTPLUS:
+            dt = _softplus(dt)
+        dt = tl.where(m_dt, dt, 0.0)  # padding: identity steps
+        bt = tl.load(b_base + p[None, :] * sb_l, mask=m_nt, other=0.0).to(tl.float32)  # (BN, T)
+        ct = tl.load(c_base + p[None, :] * sc_l, mask=m_nt, other=0.0).to(tl.float32)
+        decay = tl.exp(dt[:, None, :] * a_mat[:, :, None])  # (BD, BN, T)
+        drive = (dt * u)[:, None, :] * bt[None, :, :]
+        acc_a, acc_b = tl.associative_scan((decay, drive), 2, _lin_combine)
+        hh = acc_a * h[:, :, None] + acc_b  # (BD, BN, T): h_t
+        y = tl.sum(hh * ct[None, :, :], axis=1)  # (BD, T)
+        if HAS_D:
+            y += dskip[:, None] * u
+        tl.atomic_add(o_base + p[None, :] * so_l, y, mask=m_dt, sem="relaxed")
+        h = tl.sum(tl.where((offs_c == CHUNK - 1)[None, None, :], hh, 0.0), axis=2)
+
+
+@triton.jit
+def bwd_kernel(
+    u_ptr, dl_ptr, a_ptr, b_ptr, c_ptr, dskip_ptr, bias_ptr, ord_ptr, dout_ptr, hs_ptr,
+    du_ptr, ddl_ptr, da_ptr, db_ptr, dc_ptr, dd_ptr, dbias_ptr,
+    K, D, L, N, n_chunks,
+    su_b, su_d, su_l,
+    sd_b, sd_k, sd_d, sd_l,
+    sb_b, sb_k, sb_n, sb_l,
+    sc_b, sc_k, sc_n, sc_l,
+    so_b, so_d, so_l,
+    HAS_D: tl.constexpr, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr,
+    BLOCK_D: tl.constexpr, BLOCK_N: tl.constexpr, CHUNK: tl.constexpr,
+):  # fmt: skip
+    # Gradient buffers are fp32 and contiguous: du (B, D, L), ddelta (B, K, D, L), dA (K*D, N),
+    # dB/dC (B, K, N, L), dD/dbias (K*D,). dout has the strides so_*.
+    pid_bk = tl.program_id(0)
+    pid_d = tl.program_id(1)
+    b = pid_bk // K
+    k = pid_bk % K
+    offs_d = pid_d * BLOCK_D + tl.arange(0, BLOCK_D)
+    offs_n = tl.arange(0, BLOCK_N)
+    offs_c = tl.arange(0, CHUNK)
+    mask_d = offs_d < D
+    mask_n = offs_n < N
+    ch = k * D + offs_d
+    mask_dn = mask_d[:, None] & mask_n[None, :]
+    a_mat = tl.load(a_ptr + ch[:, None] * N + offs_n[None, :], mask=mask_dn, other=0.0).to(tl.float32)
+    if HAS_D:
+        dskip = tl.load(dskip_ptr + ch, mask=mask_d, other=0.0).to(tl.float32)
+    if HAS_BIAS:
+        bias = tl.load(bias_ptr + ch, mask=mask_d, other=0.0).to(tl.float32)
+    u_base = u_ptr + b * su_b + offs_d[:, None] * su_d
+    d_base = dl_ptr + b * sd_b + k * sd_k + offs_d[:, None] * sd_d
+    b_base = b_ptr + b * sb_b + k * sb_k + offs_n[:, None] * sb_n
+    c_base = c_ptr + b * sc_b + k * sc_k + offs_n[:, None] * sc_n
+    g_base = dout_ptr + b * so_b + offs_d[:, None] * so_d
+    hs_base = hs_ptr + ((b * K * D + ch[:, None]) * n_chunks) * N + offs_n[None, :]
+    du_base = du_ptr + (b * D + offs_d[:, None]) * L
+    ddl_base = ddl_ptr + ((b * K + k) * D + offs_d[:, None]) * L
+    db_base = db_ptr + ((b * K + k) * N + offs_n[:, None]) * L
+    dc_base = dc_ptr + ((b * K + k) * N + offs_n[:, None]) * L
+    g_carry = tl.zeros((BLOCK_D, BLOCK_N), dtype=tl.float32)  # dL/dh at the next chunk's first step
+    da_acc = tl.zeros((BLOCK_D, BLOCK_N), dtype=tl.float32)
+    dd_acc = tl.zeros((BLOCK_D,), dtype=tl.float32)
+    dbias_acc = tl.zeros((BLOCK_D,), dtype=tl.float32)
+    for i in range(n_chunks):
+        c = n_chunks - 1 - i
+        h0 = tl.load(hs_base + c * N, mask=mask_dn, other=0.0)
+        offs_t = c * CHUNK + offs_c
+        mask_t = offs_t < L
+        mask_t1 = offs_t + 1 < L
+        p = tl.load(ord_ptr + k * L + offs_t, mask=mask_t, other=0)
+        p1 = tl.load(ord_ptr + k * L + offs_t + 1, mask=mask_t1, other=0)  # next step's pixel
+        m_dt = mask_d[:, None] & mask_t[None, :]
+        m_dt1 = mask_d[:, None] & mask_t1[None, :]
+        m_nt = mask_n[:, None] & mask_t[None, :]
+        u = tl.load(u_base + p[None, :] * su_l, mask=m_dt, other=0.0).to(tl.float32)
+        raw = tl.load(d_base + p[None, :] * sd_l, mask=m_dt, other=0.0).to(tl.float32)
+        raw1 = tl.load(d_base + p1[None, :] * sd_l, mask=m_dt1, other=0.0).to(tl.float32)
+        if HAS_BIAS:
+            raw = raw + bias[:, None]
+            raw1 = raw1 + bias[:, None]
+        if SOFTPLUS:
+            dt = _softplus(raw)
+            dt1 = _softplus(raw1)
+        else:
+            dt = raw
+            dt1 = raw1
+        dt = tl.where(m_dt, dt, 0.0)
+        bt = tl.load(b_base + p[None, :] * sb_l, mask=m_nt, other=0.0).to(tl.float32)
+        ct = tl.load(c_base + p[None, :] * sc_l, mask=m_nt, other=0.0).to(tl.float32)
+        dy = tl.load(g_base + p[None, :] * so_l, mask=m_dt, other=0.0).to(tl.float32)  # (BD, T)
+        # recompute the chunk's states from its saved start state
+        decay = tl.exp(dt[:, None, :] * a_mat[:, :, None])  # (BD, BN, T)
+        dtu = dt * u
+        drive = dtu[:, None, :] * bt[None, :, :]
+        acc_a, acc_b = tl.associative_scan((decay, drive), 2, _lin_combine)
+        hh = acc_a * h0[:, :, None] + acc_b  # h_t
+        # adjoint: g_t = C_t dy_t + exp(delta_{t+1} A) g_{t+1}, as a reverse scan
+        alpha = tl.exp(dt1[:, None, :] * a_mat[:, :, None])
+        alpha = tl.where(m_dt1[:, None, :], alpha, 0.0)
+        emit = dy[:, None, :] * ct[None, :, :]
+        g_a, g_b = tl.associative_scan((alpha, emit), 2, _lin_combine, reverse=True)
+        g = g_b + g_a * g_carry[:, :, None]  # (BD, BN, T)
+        g_carry = tl.sum(tl.where((offs_c == 0)[None, None, :], g, 0.0), axis=2)
+        prev = hh - drive  # exp(delta_t A) h_{t-1}
+        gb = tl.sum(g * bt[None, :, :], axis=1)  # (BD, T)
+        ddt = tl.sum(g * prev * a_mat[:, :, None], axis=1) + gb * u
+        da_acc += tl.sum(g * prev * dt[:, None, :], axis=2)
+        du = gb * dt
+        if HAS_D:
+            du += dskip[:, None] * dy
+            dd_acc += tl.sum(dy * u, axis=1)
+        if SOFTPLUS:
+            ddt = ddt * tl.sigmoid(raw)
+        ddt = tl.where(m_dt, ddt, 0.0)
+        dbias_acc += tl.sum(ddt, axis=1)
+        tl.store(ddl_base + p[None, :], ddt, mask=m_dt)
+        tl.atomic_add(du_base + p[None, :], du, mask=m_dt, sem="relaxed")
+        dbt = tl.sum(g * dtu[:, None, :], axis=0)  # (BN, T): sum over this block's channels
+        dct = tl.sum(hh * dy[:, None, :], axis=0)
+        tl.atomic_add(db_base + p[None, :], dbt, mask=m_nt, sem="relaxed")
+        tl.atomic_add(dc_base + p[None, :], dct, mask=m_nt, sem="relaxed")
+    tl.atomic_add(da_ptr + ch[:, None] * N + offs_n[None, :], da_acc, mask=mask_dn, sem="relaxed")
+    if HAS_D:
+        tl.atomic_add(dd_ptr + ch, dd_acc, mask=mask_d, sem="relaxed")
+    if HAS_BIAS:
+        tl.atomic_add(dbias_ptr + ch, dbias_acc, mask=mask_d, sem="relaxed")
