@@ -126,6 +126,7 @@ SHORT_OPTIONS: dict[str, str] = {
     "device": "train.device",
     "seed": "train.seed",
 }
+THREADS_HELP = "CPU threads for torch (default: torch's choice; 1 is faster on a CPU shared with other jobs)"
 DOTTED_HELP = "any config key as a dotted option, e.g. --train.epochs 50 --model.depths [2,2,2,2]"
 
 
@@ -142,6 +143,7 @@ def _add_run_options(
     p.add_argument("--device", default=None, help="cpu | cuda | cuda:N | auto (default from the config)")
     p.add_argument("--batch-size", type=int, default=None, metavar="N", help="images per step")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.add_argument("--threads", type=int, default=None, metavar="N", help=THREADS_HELP)
 
 
 def add_train_args(p: argparse.ArgumentParser) -> None:
@@ -168,6 +170,15 @@ def _flag_overrides(args: argparse.Namespace) -> list[str]:
     return out
 
 
+def _set_threads(args: argparse.Namespace) -> None:
+    if args.threads is not None:
+        if args.threads < 1:
+            raise ConfigError(f"--threads must be >= 1, got {args.threads}")
+        import torch
+
+        torch.set_num_threads(args.threads)
+
+
 def _progress_on(args: argparse.Namespace) -> bool:
     return not args.no_progress and sys.stderr.isatty()
 
@@ -177,6 +188,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     from mambaad.config import load_config
     from mambaad.engine.trainer import resume_config, train
 
+    _set_threads(args)
     overrides = [*args._overrides, *_flag_overrides(args)]
     if args.resume is not None:
         if args.config is not None or args.out is not None:
@@ -255,6 +267,7 @@ def cmd_test(args: argparse.Namespace) -> int:
     """Evaluate a checkpoint per class; print the table and write metrics + report.html."""
     from mambaad.report import format_markdown
 
+    _set_threads(args)
     flags = [o for o in _flag_overrides(args) if not o.startswith("out=")]
     out = Path(args.out) if args.out is not None else None
     per_class, paths = run_test(args.checkpoint, [*args._overrides, *flags], out, _progress_on(args))
@@ -275,6 +288,7 @@ def add_demo_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default=None, help="cpu | cuda | auto (default from the config)")
     p.add_argument("--epochs", type=int, default=None, metavar="N", help="training epochs")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.add_argument("--threads", type=int, default=None, metavar="N", help=THREADS_HELP)
     p.epilog = DOTTED_HELP
 
 
@@ -296,6 +310,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from mambaad.report import format_markdown
 
     t0 = time.perf_counter()
+    _set_threads(args)
     overrides = [*args._overrides, *_flag_overrides(args)]
     cfg = load_config(args.config, overrides)
     if not cfg.data.root:
