@@ -236,7 +236,8 @@ def run_test(
     from mambaad.engine.trainer import check_new_run_dir, resolve_device
 
     path = resolve_checkpoint(checkpoint)
-    cfg = apply_overrides(config_from_dict((_meta_config(path)), strict=False), overrides)
+    stored = config_from_dict(_meta_config(path), strict=False)
+    cfg = apply_overrides(stored, overrides)
     out = out if out is not None else default_test_dir(checkpoint)
     check_new_run_dir(out)
     if not cfg.data.root:
@@ -245,6 +246,13 @@ def run_test(
     _, test_samples, classes = split_samples(load_samples(cfg.data))
     verify_files(test_samples)
     model, meta = load_model(path, device)
+    if cfg.eval.gaussian_sigma != stored.eval.gaussian_sigma:  # the map smoothing lives in the model
+        model_cfg = getattr(model, "config", None)
+        if not hasattr(model_cfg, "gaussian_sigma"):
+            raise ConfigError(
+                f"eval.gaussian_sigma: model {cfg.model.model!r} has no map smoothing to change"
+            )
+        model_cfg.gaussian_sigma = cfg.eval.gaussian_sigma
     result = evaluate_model(
         model, test_samples, cfg.data, cfg.eval, device, cfg.train.batch_size, progress=progress
     )

@@ -32,9 +32,17 @@ def checkpoint_dir(run_dir: str | Path) -> Path:
     return Path(run_dir) / CHECKPOINT_DIR
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def _fsync_replace(tmp: Path, path: Path) -> None:
+    """Flush ``tmp`` to disk, give it the usual permissions, and rename it over ``path`` (atomic)."""
     with open(tmp, "rb") as f:
         os.fsync(f.fileno())
+    os.chmod(tmp, 0o666 & ~_umask())  # safetensors creates owner-only files
     os.replace(tmp, path)
 
 
