@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from mambaad import __version__
+from mambaad.config import split_dotted_args
 from mambaad.errors import ConfigError, MambaADError
 
 if TYPE_CHECKING:
@@ -109,6 +110,234 @@ def cmd_synth(args: argparse.Namespace) -> int:
     return 0
 
 
+# --------------------------------------------------------------------------------------- train / test
+# Short options and the config keys they set; they are applied after the YAML file and the dotted
+# overrides, so an explicit flag always wins.
+SHORT_OPTIONS: dict[str, str] = {
+    "data": "data.root",
+    "format": "data.format",
+    "classes": "data.classes",
+    "out": "out",
+    "model": "model.model",
+    "encoder": "model.encoder",
+    "encoder_weights": "model.encoder_weights",
+    "epochs": "train.epochs",
+    "batch_size": "train.batch_size",
+    "device": "train.device",
+    "seed": "train.seed",
+}
+THREADS_HELP = "CPU threads for torch (default: torch's choice; 1 is faster on a CPU shared with other jobs)"
+DOTTED_HELP = "any config key as a dotted option, e.g. --train.epochs 50 --model.depths [2,2,2,2]"
+
+
+def _add_run_options(
+    p: argparse.ArgumentParser, data_help: str = "data set root(s), comma-separated"
+) -> None:
+    from mambaad.data.formats import list_formats
+
+    p.add_argument("--config", type=Path, default=None, help="YAML run config (see configs/)")
+    p.add_argument("--data", default=None, metavar="ROOT", help=data_help)
+    p.add_argument("--format", choices=list_formats(), default=None, help="data layout (default: detect it)")
+    p.add_argument("--classes", default=None, help="comma-separated classes (default: every class)")
+    p.add_argument("--out", default=None, metavar="DIR", help="output folder")
+    p.add_argument("--device", default=None, help="cpu | cuda | cuda:N | auto (default from the config)")
+    p.add_argument("--batch-size", type=int, default=None, metavar="N", help="images per step")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.add_argument("--threads", type=int, default=None, metavar="N", help=THREADS_HELP)
+
+
+def add_train_args(p: argparse.ArgumentParser) -> None:
+    """Options of ``mambaad train``."""
+    from mambaad.models.registry import list_models
+
+    _add_run_options(p)
+    p.add_argument("--model", choices=list_models(), default=None, help="model (default mambaad)")
+    p.add_argument("--encoder", default=None, metavar="NAME", help="timm encoder, e.g. resnet34")
+    p.add_argument("--encoder-weights", default=None, metavar="W", help="imagenet | none | PATH")
+    p.add_argument("--epochs", type=int, default=None, metavar="N", help="training epochs")
+    p.add_argument("--seed", type=int, default=None, metavar="S", help="random seed")
+    p.add_argument("--resume", type=Path, default=None, metavar="RUN_DIR", help="continue an interrupted run")
+    p.epilog = DOTTED_HELP
+
+
+def _flag_overrides(args: argparse.Namespace) -> list[str]:
+    """The short options the user gave, as dotted ``key=value`` overrides."""
+    out = []
+    for name, key in SHORT_OPTIONS.items():
+        value = getattr(args, name, None)
+        if value is not None:
+            out.append(f"{key}={value}")
+    return out
+
+
+def _set_threads(args: argparse.Namespace) -> None:
+    if args.threads is not None:
+        if args.threads < 1:
+            raise ConfigError(f"--threads must be >= 1, got {args.threads}")
+        import torch
+
+        torch.set_num_threads(args.threads)
+
+
+def _progress_on(args: argparse.Namespace) -> bool:
+    return not args.no_progress and sys.stderr.isatty()
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    """Train a model (every class of the data set(s) unless --classes) and write its reports."""
+    from mambaad.config import load_config
+    from mambaad.engine.trainer import resume_config, train
+
+    _set_threads(args)
+    overrides = [*args._overrides, *_flag_overrides(args)]
+    if args.resume is not None:
+        if args.config is not None or args.out is not None:
+            raise ConfigError("--resume: the run's stored config and folder are used; drop --config/--out")
+        cfg = resume_config(args.resume, overrides)
+    else:
+        cfg = load_config(args.config, overrides)
+    from mambaad.report import format_markdown
+
+    result = train(cfg, resume=args.resume is not None, progress=_progress_on(args))
+    if result is None:  # only with stop_after_epoch, which the CLI never sets
+        return 1
+
+    print(format_markdown(result.final.per_class), end="")
+    print(f"report: {result.reports.get('html')}")
+    return 0
+
+
+def add_test_args(p: argparse.ArgumentParser) -> None:
+    """Options of ``mambaad test``."""
+    p.add_argument("checkpoint", type=Path, help="checkpoint file (.safetensors) or run folder")
+    _add_run_options(p, data_help="data set root(s) (default: the ones the model was trained on)")
+    p.epilog = DOTTED_HELP
+
+
+def default_test_dir(checkpoint: Path) -> Path:
+    """``<run>/test`` for a run folder or a file in ``<run>/checkpoints``; else next to the file."""
+    if checkpoint.is_dir():
+        return checkpoint / "test"
+    parent = checkpoint.parent
+    return (parent.parent if parent.name == "checkpoints" else parent) / "test"
+
+
+def run_test(
+    checkpoint: Path,
+    overrides: list[str],
+    out: Path | None,
+    progress: bool,
+) -> tuple[dict[str, dict[str, float]], dict[str, Path]]:
+    """Evaluate a checkpoint per class and write the reports; returns (metrics, report paths)."""
+    from mambaad.config import apply_overrides, config_from_dict
+    from mambaad.engine.checkpoint import load_model, resolve_checkpoint
+    from mambaad.engine.data import load_samples, split_samples, verify_files
+    from mambaad.engine.evaluator import evaluate_model, write_reports
+    from mambaad.engine.trainer import check_new_run_dir, resolve_device
+
+    path = resolve_checkpoint(checkpoint)
+    stored = config_from_dict(_meta_config(path), strict=False)
+    cfg = apply_overrides(stored, overrides)
+    out = out if out is not None else default_test_dir(checkpoint)
+    check_new_run_dir(out)
+    if not cfg.data.root:
+        raise ConfigError("--data: the checkpoint names no data set; give --data ROOT")
+    device = resolve_device(cfg.train.device)
+    _, test_samples, classes = split_samples(load_samples(cfg.data))
+    verify_files(test_samples)
+    model, meta = load_model(path, device)
+    if cfg.eval.gaussian_sigma != stored.eval.gaussian_sigma:  # the map smoothing lives in the model
+        model_cfg = getattr(model, "config", None)
+        if not hasattr(model_cfg, "gaussian_sigma"):
+            raise ConfigError(
+                f"eval.gaussian_sigma: model {cfg.model.model!r} has no map smoothing to change"
+            )
+        model_cfg.gaussian_sigma = cfg.eval.gaussian_sigma
+    result = evaluate_model(
+        model, test_samples, cfg.data, cfg.eval, device, cfg.train.batch_size, progress=progress
+    )
+    info = {
+        "checkpoint": str(path),
+        "epoch": meta.get("epoch"),
+        "device": str(device),
+        "classes": len(classes),
+    }
+    return result.per_class, write_reports(result, out, cfg.data, info)
+
+
+def _meta_config(path: Path) -> dict:
+    from mambaad.engine.checkpoint import read_metadata
+
+    return dict(read_metadata(path).get("config") or {})
+
+
+def cmd_test(args: argparse.Namespace) -> int:
+    """Evaluate a checkpoint per class; print the table and write metrics + report.html."""
+    from mambaad.report import format_markdown
+
+    _set_threads(args)
+    flags = [o for o in _flag_overrides(args) if not o.startswith("out=")]
+    out = Path(args.out) if args.out is not None else None
+    per_class, paths = run_test(args.checkpoint, [*args._overrides, *flags], out, _progress_on(args))
+    print(format_markdown(per_class), end="")
+    print(f"report: {paths['html']}")
+    return 0
+
+
+# ---------------------------------------------------------------------------------------------- demo
+DEMO_CONFIG = Path("configs/demo.yaml")
+DEMO_SYNTH = {"classes": 4, "seed": 0, "size": 128, "train": 32, "test": 30}
+
+
+def add_demo_args(p: argparse.ArgumentParser) -> None:
+    """Options of ``mambaad demo``."""
+    p.add_argument("--config", type=Path, default=DEMO_CONFIG, help=f"demo config (default {DEMO_CONFIG})")
+    p.add_argument("--out", default=None, metavar="DIR", help="run folder (default from the config)")
+    p.add_argument("--device", default=None, help="cpu | cuda | auto (default from the config)")
+    p.add_argument("--epochs", type=int, default=None, metavar="N", help="training epochs")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.add_argument("--threads", type=int, default=None, metavar="N", help=THREADS_HELP)
+    p.epilog = DOTTED_HELP
+
+
+def _free_dir(path: Path) -> Path:
+    """``path`` if absent or empty, else the first free ``path-2``, ``path-3``, ... (never overwrite)."""
+    if not path.exists() or (path.is_dir() and not any(path.iterdir())):
+        return path
+    i = 2
+    while (cand := path.with_name(f"{path.name}-{i}")).exists():
+        i += 1
+    return cand
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    """Synthetic data (if absent) -> train -> test -> report, with the demo config."""
+    from mambaad.config import load_config
+    from mambaad.data.synth import make_synthetic_dataset
+    from mambaad.engine.trainer import train
+    from mambaad.report import format_markdown
+
+    t0 = time.perf_counter()
+    _set_threads(args)
+    overrides = [*args._overrides, *_flag_overrides(args)]
+    cfg = load_config(args.config, overrides)
+    if not cfg.data.root:
+        raise ConfigError(f"{args.config}: data.root must name the demo data folder")
+    data = Path(cfg.data.root[0])
+    if not data.is_dir() or not any(data.iterdir()):
+        print(f"writing the synthetic data set to {data} ...", flush=True)
+        make_synthetic_dataset(data, **DEMO_SYNTH)
+    run_dir = _free_dir(Path(cfg.out))
+    cfg.out = str(run_dir)
+    progress = _progress_on(args)
+    train(cfg, progress=progress)
+    per_class, paths = run_test(run_dir, [], run_dir / "test", progress)
+    print(format_markdown(per_class), end="")
+    print(f"report: {paths['html']}")
+    print(f"demo finished in {time.perf_counter() - t0:.0f} s")
+    return 0
+
+
 # --------------------------------------------------------------------------------------------- table
 @dataclass(frozen=True)
 class Verb:
@@ -123,7 +352,11 @@ class Verb:
 VERBS: tuple[Verb, ...] = (
     Verb("data", "summarize a data set: layout, per-class counts, problems", add_data_args, cmd_data),
     Verb("synth", "write the synthetic defect data set (folder layout)", add_synth_args, cmd_synth),
+    Verb("train", "train a model on one or more data sets (all classes at once)", add_train_args, cmd_train),
+    Verb("test", "evaluate a checkpoint per class and write the reports", add_test_args, cmd_test),
+    Verb("demo", "synthetic data, training, test and report on the CPU in minutes", add_demo_args, cmd_demo),
 )
+DOTTED_VERBS = ("train", "test", "demo")  # verbs that take dotted config options
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -147,10 +380,20 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``mambaad`` console script; returns the exit status."""
     parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
     try:
-        args = parser.parse_args(argv)
+        rest, overrides = split_dotted_args(argv)
+    except ConfigError as exc:
+        print(f"mambaad: error: {exc}", file=sys.stderr)
+        return 2
+    try:
+        args = parser.parse_args(rest)
     except SystemExit as exc:  # --help (0) and usage errors (2)
         return exc.code if isinstance(exc.code, int) else 2
+    if overrides and args.verb not in DOTTED_VERBS:
+        print(f"mambaad {args.verb}: error: dotted config options are for train/test/demo", file=sys.stderr)
+        return 2
+    args._overrides = overrides
     try:
         return int(args._run(args))
     except MambaADError as exc:

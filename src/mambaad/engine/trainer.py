@@ -1,0 +1,391 @@
+"""The training loop: data, model, AdamW, periodic evaluation, checkpoints, resume, logs.
+
+One call, :func:`train`, turns a :class:`~mambaad.config.RunConfig` into a run folder::
+
+    RUN_DIR/config.yaml                 the resolved config
+    RUN_DIR/train.log                   one line per epoch / evaluation / checkpoint
+    RUN_DIR/checkpoints/last.*          weights after the latest epoch
+    RUN_DIR/checkpoints/best.*          weights with the best mean mAD among the evaluations
+    RUN_DIR/checkpoints/last_state.*    everything resuming needs
+    RUN_DIR/metrics.{md,csv,json}, report.html   the final evaluation
+
+Resuming after a crash or ``kill -9`` (``train(cfg, resume=True)``) restores weights, optimizer, RNG
+states and the epoch counter; as data order depends only on (seed, epoch), the resumed run ends with the
+same weights as an uninterrupted one. Only the main process (:mod:`mambaad.engine.distributed`) writes.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from mambaad.config import RunConfig, config_from_dict, config_to_dict, dump_yaml
+from mambaad.engine import distributed as dist
+from mambaad.engine.checkpoint import (
+    checkpoint_dir,
+    load_checkpoint,
+    load_state,
+    save_checkpoint,
+    weights_meta,
+)
+from mambaad.engine.data import load_samples, split_samples, verify_files
+from mambaad.engine.evaluator import EvalResult, autocast_context, evaluate_model, write_reports
+from mambaad.engine.optim import (
+    build_optimizer,
+    flatten_optimizer_state,
+    lr_at,
+    set_lr,
+    unflatten_optimizer_state,
+)
+from mambaad.engine.seed import capture_rng_state, epoch_generator, restore_rng_state, seed_everything
+from mambaad.errors import CheckpointError, ConfigError, MambaADError
+
+LOSS_EVERY = 10  # steps between loss reads (a host sync on GPU) for the progress bar
+STATE_FILE = "last_state.safetensors"
+
+
+@dataclass
+class TrainResult:
+    """What a finished run produced."""
+
+    run_dir: Path
+    epochs: int
+    iterations: int
+    final: EvalResult
+    best_mad: float
+    reports: dict[str, Path] = field(default_factory=dict)
+
+
+class RunLog:
+    """Timestamped lines to ``RUN_DIR/train.log`` (main process) and to the terminal."""
+
+    def __init__(self, path: Path | None, echo: Callable[[str], None] | None = None) -> None:
+        self.path = path
+        self.echo = echo
+
+    def __call__(self, message: str) -> None:
+        if self.echo is not None:
+            self.echo(message)
+        if self.path is not None and dist.is_main_process():
+            stamp = time.strftime("%Y-%m-%d %H:%M:%S")
+            with open(self.path, "a", encoding="utf-8") as f:
+                f.write(f"{stamp} {message}\n")
+
+
+def resolve_device(name: str) -> torch.device:
+    """``auto`` -> CUDA when available else CPU; an unavailable device is a ConfigError."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except (RuntimeError, ValueError):
+        raise ConfigError(f"train.device: unknown device {name!r} (use cpu, cuda, cuda:N or auto)") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"train.device: {name} requested but CUDA is not available (use --device cpu)")
+    if device.type == "mps" and not torch.backends.mps.is_available():
+        raise ConfigError(f"train.device: {name} requested but MPS is not available (use --device cpu)")
+    return device
+
+
+def build_model(cfg: RunConfig) -> nn.Module:
+    """The model the config describes (``model.*`` plus the map smoothing of ``eval.gaussian_sigma``)."""
+    from mambaad.models import create_model
+
+    m = cfg.model
+    return create_model(
+        m.model,
+        encoder=m.encoder,
+        encoder_weights=m.encoder_weights,
+        scan=m.scan,
+        directions=m.directions,
+        distinct_directions=m.distinct_directions,
+        depths=tuple(m.depths),
+        d_state=m.d_state,
+        expand=m.expand,
+        drop_path_rate=m.drop_path_rate,
+        scan_backend=m.scan_backend,
+        gaussian_sigma=cfg.eval.gaussian_sigma,
+    )
+
+
+def check_new_run_dir(run_dir: Path) -> None:
+    """Refuse to train into a folder that already holds results: nothing earlier is ever overwritten."""
+    if run_dir.exists() and not run_dir.is_dir():
+        raise ConfigError(f"--out {run_dir}: exists and is not a folder")
+    if run_dir.is_dir() and any(run_dir.iterdir()):
+        hint = (
+            f"continue it with --resume {run_dir}" if (checkpoint_dir(run_dir) / STATE_FILE).is_file() else ""
+        )
+        hint = f"{hint} or choose another --out" if hint else "choose another --out"
+        raise ConfigError(f"--out {run_dir}: folder already holds a run; {hint}")
+
+
+def _tensorboard(run_dir: Path) -> Any:
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:
+        raise ConfigError(
+            "train.tensorboard: needs the tensorboard package (pip install tensorboard)"
+        ) from None
+    return SummaryWriter(str(run_dir / "tensorboard"))
+
+
+def load_train_state(run_dir: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """The resume checkpoint of a run folder, with a one-line error when there is none."""
+    path = checkpoint_dir(run_dir) / STATE_FILE
+    if not run_dir.is_dir():
+        raise CheckpointError(f"--resume {run_dir}: run folder not found")
+    if not path.is_file():
+        raise CheckpointError(
+            f"--resume {run_dir}: no checkpoints/{STATE_FILE} (no epoch finished yet?); start a new run"
+        )
+    tensors, meta = load_checkpoint(path)
+    if meta.get("kind") != "train_state":
+        raise CheckpointError(f"{path}: not a training-state checkpoint")
+    return tensors, meta
+
+
+def resume_config(run_dir: Path, overrides: list[str] | None = None) -> RunConfig:
+    """The config stored in a run's resume checkpoint, with optional dotted overrides on top."""
+    from mambaad.config import apply_overrides
+
+    _, meta = load_train_state(run_dir)
+    cfg = config_from_dict(meta["config"], strict=False)
+    cfg.out = str(run_dir)
+    return apply_overrides(cfg, overrides or [])
+
+
+def _save_state(
+    path: Path,
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    meta: dict[str, Any],
+) -> None:
+    index, optim_tensors = flatten_optimizer_state(optimizer)
+    rng_info, rng_tensors = capture_rng_state()
+    tensors = {f"model.{k}": v for k, v in model.state_dict().items()}
+    tensors.update(optim_tensors)
+    tensors.update(rng_tensors)
+    save_checkpoint(path, tensors, {**meta, "kind": "train_state", "optimizer": index, "rng": rng_info})
+
+
+def train(
+    cfg: RunConfig,
+    resume: bool = False,
+    stop_after_epoch: int | None = None,
+    progress: bool = True,
+    echo: Callable[[str], None] | None = print,
+) -> TrainResult | None:
+    """Train ``cfg`` into ``cfg.out`` (or continue that run with ``resume=True``).
+
+    Args:
+        cfg: The resolved run config (for a resume: :func:`resume_config`).
+        resume: Continue from ``cfg.out/checkpoints/last_state.safetensors``.
+        stop_after_epoch: Stop (as if killed) after this epoch, without the final evaluation; for tests
+            of resuming. Returns None then.
+        progress: Show a tqdm bar with the loss and images per second (terminal only).
+        echo: Where log lines also go (None: only the log file).
+
+    Raises:
+        ConfigError, DataError, CheckpointError: user errors, all raised before the first step.
+    """
+    from torch.utils.data import DataLoader
+    from tqdm import tqdm
+
+    from mambaad.data.dataset import AnomalyDataset
+
+    run_dir = Path(cfg.out)
+    device = resolve_device(cfg.train.device)
+    if not cfg.data.root:
+        raise ConfigError("data.root: no data set given (use --data ROOT)")
+    if resume:
+        state_tensors, state_meta = load_train_state(run_dir)
+    else:
+        check_new_run_dir(run_dir)
+    samples = load_samples(cfg.data)
+    train_samples, test_samples, classes = split_samples(samples)
+    if len(train_samples) < cfg.train.batch_size:
+        raise ConfigError(
+            f"train.batch_size {cfg.train.batch_size} is larger than the {len(train_samples)} training images"
+        )
+    verify_files(train_samples + test_samples)
+    writer = None
+    if cfg.train.tensorboard and dist.is_main_process():
+        writer = _tensorboard(run_dir)
+
+    seed_everything(cfg.train.seed)
+    model = build_model(cfg).to(device)
+    if cfg.train.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    optimizer = build_optimizer(model, cfg.train)
+    params = [p for _, p in model.trainable_parameters()]
+    steps_per_epoch = len(train_samples) // cfg.train.batch_size  # drop_last
+    total = steps_per_epoch * cfg.train.epochs
+
+    start_epoch, iteration, best_mad, history = 0, 0, -math.inf, []
+    if resume:
+        load_state(model, {k[6:]: v for k, v in state_tensors.items() if k.startswith("model.")}, run_dir)
+        optimizer.load_state_dict(unflatten_optimizer_state(state_meta["optimizer"], state_tensors))
+        restore_rng_state(state_meta["rng"], state_tensors)
+        start_epoch, iteration = int(state_meta["epoch"]), int(state_meta["iteration"])
+        best = state_meta.get("best_mad")
+        best_mad = -math.inf if best is None else float(best)
+        history = list(state_meta.get("history", []))
+    main = dist.is_main_process()
+    if main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        dump_yaml(cfg, run_dir / "config.yaml")
+    log = RunLog(run_dir / "train.log" if main else None, echo if main else None)
+    n_train = sum(p.numel() for p in params)
+    if resume:
+        log(f"resuming {run_dir} at epoch {start_epoch + 1}/{cfg.train.epochs} (iteration {iteration})")
+    else:
+        log(
+            f"training {cfg.model.model} ({cfg.model.encoder}, {n_train / 1e6:.2f} M trainable) on "
+            f"{len(classes)} classes, {len(train_samples)} images, {cfg.train.epochs} epochs, device {device}"
+        )
+    config_dict = config_to_dict(cfg)
+    ds = AnomalyDataset(train_samples, cfg.data.image_size, cfg.data.crop_size)
+    final: EvalResult | None = None
+    ckpt = checkpoint_dir(run_dir)
+
+    for epoch in range(start_epoch, cfg.train.epochs):
+        model.train()
+        loader = DataLoader(
+            ds,
+            batch_size=cfg.train.batch_size,
+            shuffle=True,
+            drop_last=True,
+            generator=epoch_generator(cfg.train.seed, epoch),
+            num_workers=cfg.data.num_workers,
+            pin_memory=device.type == "cuda",
+        )
+        loss_sum = torch.zeros((), device=device)
+        t0 = time.perf_counter()
+        bar = tqdm(
+            loader,
+            desc=f"epoch {epoch + 1}/{cfg.train.epochs}",
+            unit="batch",
+            disable=not (progress and main) or None,
+            file=sys.stderr,
+            leave=False,
+        )
+        for step, batch in enumerate(bar):
+            images = batch["image"].to(device, non_blocking=True)  # (B, 3, S, S)
+            if cfg.train.channels_last:
+                images = images.contiguous(memory_format=torch.channels_last)
+            set_lr(optimizer, lr_at(iteration, total, cfg.train))
+            with autocast_context(device, cfg.train.bf16):
+                loss = model.training_loss(images)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            if cfg.train.grad_clip > 0:
+                torch.nn.utils.clip_grad_norm_(params, cfg.train.grad_clip)
+            optimizer.step()
+            iteration += 1
+            loss_sum += loss.detach().float()
+            if (step + 1) % LOSS_EVERY == 0 or step == 0:
+                rate = (step + 1) * images.shape[0] / (time.perf_counter() - t0)
+                bar.set_postfix(loss=f"{loss.item():.4f}", img_s=f"{rate:.1f}")
+        bar.close()
+        mean_loss = loss_sum.item() / max(steps_per_epoch, 1)
+        if not math.isfinite(mean_loss):
+            raise MambaADError(f"training diverged: loss is {mean_loss} in epoch {epoch + 1}; lower train.lr")
+        seconds = time.perf_counter() - t0
+        log(
+            f"epoch {epoch + 1}/{cfg.train.epochs} loss {mean_loss:.5f} lr {optimizer.param_groups[0]['lr']:.3g} "
+            f"{steps_per_epoch * cfg.train.batch_size / seconds:.1f} img/s"
+        )
+        if writer is not None:
+            writer.add_scalar("train/loss", mean_loss, epoch + 1)
+            writer.add_scalar("train/lr", optimizer.param_groups[0]["lr"], epoch + 1)
+
+        last_epoch = epoch + 1 == cfg.train.epochs
+        every = cfg.train.eval_every
+        result: EvalResult | None = None
+        if last_epoch or (every and (epoch + 1) % every == 0):
+            result = evaluate_model(
+                model,
+                test_samples,
+                cfg.data,
+                cfg.eval,
+                device,
+                cfg.train.batch_size,
+                cfg.train.bf16,
+                cfg.train.channels_last,
+                progress and main,
+            )
+            m = result.per_class["mean"]
+            log(
+                f"eval epoch {epoch + 1}: image AUROC {m.get('image_auroc', math.nan):.4f} "
+                f"pixel AUROC {m.get('pixel_auroc', math.nan):.4f} mAD {result.mean_mad:.4f}"
+            )
+            history.append({"epoch": epoch + 1, "mean": m})
+            if writer is not None:
+                for k, v in m.items():
+                    writer.add_scalar(f"eval/{k}", v, epoch + 1)
+        metrics = result.per_class if result is not None else {}
+        if main:
+            improved = result is not None and (
+                result.mean_mad > best_mad or (math.isnan(result.mean_mad) and best_mad == -math.inf)
+            )
+            if improved:
+                best_mad = result.mean_mad if not math.isnan(result.mean_mad) else best_mad
+            weights = {k: v for k, v in model.state_dict().items()}
+            meta = weights_meta(config_dict, model, classes, epoch + 1, iteration, metrics)
+            _save_state(
+                ckpt / STATE_FILE,
+                model,
+                optimizer,
+                {
+                    **meta,
+                    "best_mad": None if best_mad == -math.inf else best_mad,
+                    "history": history,
+                },
+            )
+            save_checkpoint(ckpt / "last.safetensors", weights, meta)
+            if improved:
+                save_checkpoint(ckpt / "best.safetensors", weights, meta)
+                log(f"saved best checkpoint (epoch {epoch + 1}, mAD {result.mean_mad:.4f})")
+        dist.barrier()
+        if result is not None and last_epoch:
+            final = result
+        if stop_after_epoch is not None and epoch + 1 >= stop_after_epoch and not last_epoch:
+            return None
+    if writer is not None:
+        writer.close()
+    if final is None:  # resumed a run whose last epoch had finished: evaluate the last weights again
+        final = evaluate_model(
+            model, test_samples, cfg.data, cfg.eval, device, cfg.train.batch_size, progress=progress
+        )
+    reports: dict[str, Path] = {}
+    if main:
+        info = {
+            "run": str(run_dir),
+            "checkpoint": str(ckpt / "last.safetensors"),
+            "epochs": cfg.train.epochs,
+            "device": str(device),
+            "classes": len(classes),
+        }
+        reports = write_reports(final, run_dir, cfg.data, info)
+        log(f"report: {reports['html']}")
+    return TrainResult(run_dir, cfg.train.epochs, iteration, final, best_mad, reports)
+
+
+__all__ = [
+    "RunLog",
+    "TrainResult",
+    "build_model",
+    "check_new_run_dir",
+    "resolve_device",
+    "resume_config",
+    "train",
+]
