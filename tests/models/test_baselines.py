@@ -125,6 +125,22 @@ def test_every_module_states_a_recipe(trained: tuple[str, nn.Module, list[float]
     assert {"optimizer", "lr", "epochs", "batch_size", "image_size"} <= set(recipe)
 
 
+def test_efficiency_report_counts_every_baseline(trained: tuple[str, nn.Module, list[float]]) -> None:
+    _, model, _ = trained
+    model.train()
+    report = efficiency_report(model, image_size=64)
+    assert report["params"] == sum(p.numel() for p in model.parameters())
+    assert 0 < report["trainable"] < report["params"]
+    assert report["gflops"] > 0 and report["gflops_scan"] == 0  # no selective scan in the baselines
+    assert model.training  # the counter restores the mode it found
+
+
+def test_uniad_queries_follow_other_grids() -> None:
+    model = tiny("uniad").eval()
+    maps, scores = model.predict(torch.randn(1, 3, 96, 64))  # 6 x 4 tokens instead of the stored 4 x 4
+    assert maps.shape == (1, 96, 64) and torch.isfinite(scores).all()
+
+
 def test_rd4ad_rejects_sizes_not_multiple_of_32() -> None:
     with pytest.raises(MambaADError, match="multiple of 32"):
         tiny("rd4ad").training_loss(torch.randn(1, 3, 48, 48))

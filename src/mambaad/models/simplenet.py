@@ -123,12 +123,16 @@ class SimpleNet(nn.Module):
             {"params": list(self.discriminator.parameters()), "lr": 2 * lr, "weight_decay": weight_decay},
         ]
 
+    def forward(self, x: Tensor) -> Tensor:
+        """(B, 3, H, W) -> discriminator scores (B, 1, h, w) of the adapted features (high = normal)."""
+        q = self.features(x)  # (B, h, w, C)
+        b, h, w, c = q.shape
+        return self.discriminator(q.reshape(-1, c)).view(b, 1, h, w)
+
     @torch.no_grad()
     def predict(self, x: Tensor) -> tuple[Tensor, Tensor]:
         """(B, 3, H, W) -> smoothed maps (B, H, W) and image scores (B,)."""
-        q = self.features(x)  # (B, h, w, C)
-        b, h, w, c = q.shape
-        raw = -self.discriminator(q.reshape(-1, c)).view(b, 1, h, w)
+        raw = -self(x)  # (B, 1, h, w) anomaly = rejected by the discriminator
         maps = F.interpolate(raw, size=tuple(x.shape[-2:]), mode="bilinear", align_corners=False)[:, 0]
         maps = gaussian_blur(maps, self.config.gaussian_sigma)
         return maps, image_scores(maps, self.config.score_topk)

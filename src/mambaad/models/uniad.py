@@ -99,9 +99,10 @@ class EncoderLayer(nn.Module):
 class QueryDecoderLayer(nn.Module):
     """Decoder layer with its own learnable query: query -> encoder output, -> previous layer, -> FFN."""
 
-    def __init__(self, dim: int, heads: int, ffn: int, dropout: float, tokens: int) -> None:
+    def __init__(self, dim: int, heads: int, ffn: int, dropout: float, grid: tuple[int, int]) -> None:
         super().__init__()
-        self.query = nn.Parameter(torch.zeros(tokens, dim))
+        self.grid = grid
+        self.query = nn.Parameter(torch.zeros(grid[0] * grid[1], dim))
         nn.init.normal_(self.query, std=0.02)
         self.attn_memory = nn.MultiheadAttention(dim, heads, dropout=dropout, batch_first=True)
         self.attn_previous = nn.MultiheadAttention(dim, heads, dropout=dropout, batch_first=True)
@@ -109,8 +110,17 @@ class QueryDecoderLayer(nn.Module):
         self.norm1, self.norm2, self.norm3 = nn.LayerNorm(dim), nn.LayerNorm(dim), nn.LayerNorm(dim)
         self.drop = nn.Dropout(dropout)
 
-    def forward(self, previous: Tensor, memory: Tensor, query: Tensor, pos: Tensor, mask: Tensor) -> Tensor:
-        q = query.expand(memory.shape[0], -1, -1)  # (B, L, C)
+    def query_for(self, h: int, w: int) -> Tensor:
+        """The learnable queries for an h x w grid: (1, L, C), resized bilinearly from the stored grid."""
+        if (h, w) == self.grid:
+            return self.query[None]
+        q = self.query.T.reshape(1, -1, *self.grid)  # (1, C, gh, gw)
+        return F.interpolate(q, size=(h, w), mode="bilinear", align_corners=False).flatten(2).transpose(1, 2)
+
+    def forward(
+        self, previous: Tensor, memory: Tensor, pos: Tensor, mask: Tensor, grid: tuple[int, int]
+    ) -> Tensor:
+        q = self.query_for(*grid).expand(memory.shape[0], -1, -1)  # (B, L, C)
         a = self.attn_memory(q + pos, memory + pos, memory, attn_mask=mask, need_weights=False)[0]
         t = self.norm1(q + self.drop(a))
         a = self.attn_previous(t + pos, previous + pos, previous, attn_mask=mask, need_weights=False)[0]
@@ -147,14 +157,13 @@ class UniAD(nn.Module):
         self.config = cfg = config
         self.encoder = Encoder(cfg.encoder, encoder_weights)
         self.feature_dim = sum(self.encoder.channels)
-        self.grid = (cfg.image_size // GRID_STRIDE,) * 2
-        tokens = self.grid[0] * self.grid[1]
+        grid = (cfg.image_size // GRID_STRIDE,) * 2
         self.input_proj = nn.Linear(self.feature_dim, cfg.hidden)
         self.encoder_layers = nn.ModuleList(
             EncoderLayer(cfg.hidden, cfg.heads, cfg.ffn, cfg.dropout) for _ in range(cfg.encoder_layers)
         )
         self.decoder_layers = nn.ModuleList(
-            QueryDecoderLayer(cfg.hidden, cfg.heads, cfg.ffn, cfg.dropout, tokens)
+            QueryDecoderLayer(cfg.hidden, cfg.heads, cfg.ffn, cfg.dropout, grid)
             for _ in range(cfg.decoder_layers)
         )
         self.output_proj = nn.Linear(cfg.hidden, self.feature_dim)
@@ -171,12 +180,6 @@ class UniAD(nn.Module):
             raise MambaADError(f"input size {h}x{w} must be a multiple of {GRID_STRIDE} on both sides")
         size = (h // GRID_STRIDE, w // GRID_STRIDE)
         return torch.cat([F.adaptive_avg_pool2d(f, size) for f in self.encoder(x)], dim=1)
-
-    def _query(self, layer: QueryDecoderLayer, h: int, w: int) -> Tensor:
-        if (h, w) == self.grid:
-            return layer.query[None]
-        q = layer.query.T.reshape(1, -1, *self.grid)  # (1, C, gh, gw)
-        return F.interpolate(q, size=(h, w), mode="bilinear", align_corners=False).flatten(2).transpose(1, 2)
 
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
         """(B, 3, H, W) -> (features, reconstruction), both (B, C_feat, H/16, W/16)."""
@@ -195,7 +198,7 @@ class UniAD(nn.Module):
             memory = layer(memory, pos, mask)
         out = memory
         for layer in self.decoder_layers:
-            out = layer(out, memory, self._query(layer, h, w), pos, mask)
+            out = layer(out, memory, pos, mask, (h, w))
         rec = self.output_proj(out).transpose(1, 2).reshape(b, c, h, w)
         return feats, rec
 
