@@ -38,6 +38,15 @@ TINY: dict[str, dict] = {
 }
 
 
+@pytest.fixture(scope="module", autouse=True)
+def single_thread():
+    """One intra-op thread: these tiny models only lose time to thread contention on a shared CPU."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 def tiny(name: str) -> nn.Module:
     torch.manual_seed(0)
     return create_model(name, encoder="resnet18", encoder_weights=None, **TINY[name])
