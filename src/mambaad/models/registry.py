@@ -22,6 +22,10 @@ from mambaad.errors import ConfigError
 # name -> "module:function"; modules are imported on first use
 MODELS: dict[str, str] = {
     "mambaad": "mambaad.models.mambaad:build",
+    "rd4ad": "mambaad.models.rd4ad:build",
+    "uniad": "mambaad.models.uniad:build",
+    "simplenet": "mambaad.models.simplenet:build",
+    "destseg": "mambaad.models.destseg:build",
 }
 
 

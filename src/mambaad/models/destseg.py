@@ -1,0 +1,257 @@
+"""DeSTSeg: a denoising student and a segmentation head on teacher/student agreement (Zhang et al., CVPR 2023).
+
+Paper: "DeSTSeg: Segmentation Guided Denoising Student-Teacher for Anomaly Detection", §3 (Fig. 2):
+
+    synthetic anomalies (§3.1)  DRAEM-style Perlin-mask blends made from the normal batch
+                                (:mod:`mambaad.models.synthetic_anomalies`; the paper takes textures from DTD)
+    teacher T (§3.2)            frozen ImageNet ResNet18, maps at strides 4/8/16 (``encoder=``)
+    denoising student S (§3.2)  an encoder-decoder trained from scratch: a ResNet18-style encoder (strides
+                                4..32, random init, ``student_encoder=``) and a reversed decoder (2x2 stride-2
+                                transposed conv + residual blocks per scale) producing maps shaped like the
+                                teacher's. It sees the corrupted image and must reproduce the teacher's features
+                                of the clean image: loss = sum over scales of mean_{h,w} (1 - cos)
+    segmentation head (§3.3)    input: per scale the element-wise product of the channel-normalised teacher
+                                and student maps of the corrupted image, upsampled to stride 4 and concatenated;
+                                two residual blocks, an ASPP module, a 1x1 conv -> one logit per stride-4 pixel;
+                                loss = focal (gamma 4) + L1 on the sigmoid against the synthetic mask
+                                (bilinearly resized to stride 4, binarised at 0.5)
+    map / score (§3.4)          sigmoid of the segmentation output, bilinearly upsampled to the input (then the
+                                benchmark protocol's Gaussian, sigma 4; 0 turns it off); image score = mean of the
+                                top ``score_topk`` = 100 pixels
+
+Training schedule. The paper trains in two steps (student first, then the segmentation head with the student
+frozen). We train both at once with one loss, ``student_loss + seg_loss``, where the segmentation head gets
+*detached* teacher/student features: the student is updated only by its denoising loss (as in step 1) and the
+head only by focal + L1 (as in step 2), so the steps run concurrently instead of one after the other. Each
+batch is corrupted once (each image with probability ``anomaly_prob``) and feeds both losses.
+
+Recipe in :data:`RECIPE`. The paper trains its two steps with SGD and separate learning rates for a fixed
+number of iterations (§4.1); we could not check its exact numbers here, so the single-group default is Adam,
+lr 1e-4, batch 32, 200 epochs -- a documented approximation, not the paper's schedule.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import timm
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from mambaad.errors import ConfigError, MambaADError
+from mambaad.models.anomaly_map import cosine_distance_maps, gaussian_blur, image_scores
+from mambaad.models.encoder import Encoder
+from mambaad.models.rd4ad import ReverseStage, conv_bn_relu
+from mambaad.models.synthetic_anomalies import synthesize_anomalies
+
+RECIPE = {
+    "optimizer": "adam",
+    "lr": 1e-4,
+    "betas": (0.9, 0.999),
+    "weight_decay": 0.0,
+    "epochs": 200,
+    "batch_size": 32,
+    "image_size": 256,
+}
+
+INPUT_MULTIPLE = 32  # student encoder stride 32
+
+
+class StudentNet(nn.Module):
+    """Denoising student: random-init timm encoder (strides 4..32) -> reversed decoder -> 3 teacher-shaped maps."""
+
+    def __init__(self, name: str, channels: list[int], blocks: tuple[int, ...]) -> None:
+        super().__init__()
+        try:
+            probe = timm.create_model(name, features_only=True, pretrained=False)
+        except Exception as err:
+            raise ConfigError(f"unknown or unsupported student_encoder {name!r} ({err})") from None
+        reductions = probe.feature_info.reduction()
+        if 32 not in reductions:
+            raise ConfigError(f"student_encoder {name!r} has no stride-32 feature map")
+        self.encoder = timm.create_model(
+            name, features_only=True, out_indices=[reductions.index(32)], pretrained=False
+        )
+        deep = self.encoder.feature_info.channels()[-1]
+        if len(blocks) != len(channels):
+            raise ConfigError(f"decoder_blocks needs {len(channels)} numbers, got {list(blocks)}")
+        stages, prev = [], deep
+        for c, n in zip(reversed(channels), reversed(blocks)):
+            stages.append(ReverseStage(prev, c, n))
+            prev = c
+        self.stages = nn.ModuleList(stages)
+
+    def forward(self, x: Tensor) -> list[Tensor]:  # (B, 3, H, W) -> shallow-first 3 x (B, C_i, H/s_i, W/s_i)
+        y = self.encoder(x)[-1]  # (B, C, H/32, W/32)
+        outs = []
+        for stage in self.stages:
+            y = stage(y)
+            outs.append(y)
+        return outs[::-1]
+
+
+class BasicBlock(nn.Module):
+    """Two 3x3 conv+BN with a (projected) shortcut."""
+
+    def __init__(self, c_in: int, c_out: int) -> None:
+        super().__init__()
+        self.body = nn.Sequential(
+            conv_bn_relu(c_in, c_out),
+            nn.Conv2d(c_out, c_out, 3, padding=1, bias=False),
+            nn.BatchNorm2d(c_out),
+        )
+        self.shortcut = (
+            nn.Identity()
+            if c_in == c_out
+            else nn.Sequential(nn.Conv2d(c_in, c_out, 1, bias=False), nn.BatchNorm2d(c_out))
+        )
+
+    def forward(self, x: Tensor) -> Tensor:
+        return F.relu(self.body(x) + self.shortcut(x))
+
+
+class ASPP(nn.Module):
+    """Atrous spatial pyramid pooling (DeepLabV3): 1x1, three dilated 3x3 and a global-pool branch."""
+
+    def __init__(self, c_in: int, c_out: int, rates: tuple[int, ...] = (6, 12, 18)) -> None:
+        super().__init__()
+        branches = [conv_bn_relu(c_in, c_out, 1)]
+        for r in rates:
+            branches.append(
+                nn.Sequential(
+                    nn.Conv2d(c_in, c_out, 3, padding=r, dilation=r, bias=False),
+                    nn.BatchNorm2d(c_out),
+                    nn.ReLU(inplace=True),
+                )
+            )
+        self.branches = nn.ModuleList(branches)
+        self.pool = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Conv2d(c_in, c_out, 1), nn.ReLU(inplace=True))
+        self.project = conv_bn_relu((len(rates) + 2) * c_out, c_out, 1)
+
+    def forward(self, x: Tensor) -> Tensor:
+        outs = [b(x) for b in self.branches]
+        outs.append(self.pool(x).expand(-1, -1, *x.shape[-2:]))
+        return self.project(torch.cat(outs, dim=1))
+
+
+class SegmentationHead(nn.Module):
+    """Concatenated agreement features (stride 4) -> one anomaly logit per stride-4 pixel."""
+
+    def __init__(self, c_in: int, width: int = 128) -> None:
+        super().__init__()
+        self.body = nn.Sequential(BasicBlock(c_in, width), BasicBlock(width, width), ASPP(width, width))
+        self.out = nn.Conv2d(width, 1, 1)
+
+    def forward(self, x: Tensor) -> Tensor:  # (B, C, h, w) -> (B, 1, h, w) logits
+        return self.out(self.body(x))
+
+
+def agreement_features(teacher: list[Tensor], student: list[Tensor]) -> Tensor:
+    """Per scale normalised(T) * normalised(S), upsampled to the first scale, concatenated: (B, sum C, h, w)."""
+    size = teacher[0].shape[-2:]
+    out = []
+    for t, s in zip(teacher, student):
+        f = F.normalize(t, dim=1) * F.normalize(s, dim=1)
+        if f.shape[-2:] != size:
+            f = F.interpolate(f, size=size, mode="bilinear", align_corners=False)
+        out.append(f)
+    return torch.cat(out, dim=1)
+
+
+def focal_loss(logits: Tensor, target: Tensor, gamma: float = 4.0) -> Tensor:
+    """Binary focal loss, mean over pixels: -(1 - p_t)^gamma log p_t."""
+    ce = F.binary_cross_entropy_with_logits(logits, target, reduction="none")
+    p = torch.sigmoid(logits)
+    p_t = p * target + (1 - p) * (1 - target)
+    return ((1 - p_t) ** gamma * ce).mean()
+
+
+@dataclass
+class DeSTSegConfig:
+    encoder: str = "resnet18"
+    student_encoder: str = "resnet18"
+    decoder_blocks: tuple[int, ...] = (2, 2, 2)  # per scale, shallow to deep
+    seg_width: int = 128
+    anomaly_prob: float = 0.5
+    focal_gamma: float = 4.0
+    gaussian_sigma: float = 4.0
+    score_topk: int | None = 100
+
+
+class DeSTSeg(nn.Module):
+    """Frozen teacher + denoising student + segmentation head (see the module docstring)."""
+
+    RECIPE = RECIPE
+
+    def __init__(self, config: DeSTSegConfig, encoder_weights: str | Path | None = None) -> None:
+        super().__init__()
+        if not 0.0 <= config.anomaly_prob <= 1.0:
+            raise ConfigError(f"anomaly_prob must be in [0, 1], got {config.anomaly_prob}")
+        self.config = cfg = config
+        self.encoder = Encoder(cfg.encoder, encoder_weights)
+        self.student = StudentNet(cfg.student_encoder, self.encoder.channels, tuple(cfg.decoder_blocks))
+        self.segmentation = SegmentationHead(sum(self.encoder.channels), cfg.seg_width)
+
+    def train(self, mode: bool = True) -> DeSTSeg:
+        super().train(mode)
+        self.encoder.eval()
+        return self
+
+    def _check(self, x: Tensor) -> None:
+        h, w = x.shape[-2:]
+        if h % INPUT_MULTIPLE or w % INPUT_MULTIPLE:
+            raise MambaADError(f"input size {h}x{w} must be a multiple of {INPUT_MULTIPLE} on both sides")
+
+    def forward(self, x: Tensor) -> tuple[list[Tensor], list[Tensor], Tensor]:
+        """(B, 3, H, W) -> (teacher maps, student maps, segmentation logits (B, 1, H/4, W/4))."""
+        self._check(x)
+        teacher, student = self.encoder(x), self.student(x)
+        logits = self.segmentation(agreement_features(teacher, student))
+        return teacher, student, logits
+
+    def training_loss(self, images: Tensor) -> Tensor:
+        """Denoising loss + segmentation loss on one synthetically corrupted copy of the batch."""
+        self._check(images)
+        corrupted, masks = synthesize_anomalies(images, self.config.anomaly_prob)
+        clean_teacher = self.encoder(images)
+        teacher, student = self.encoder(corrupted), self.student(corrupted)
+        student_loss = sum(m.mean() for m in cosine_distance_maps(clean_teacher, student))
+        logits = self.segmentation(agreement_features(teacher, [s.detach() for s in student]))
+        target = (
+            F.interpolate(masks, size=logits.shape[-2:], mode="bilinear", align_corners=False) > 0.5
+        ).float()
+        seg_loss = (
+            focal_loss(logits, target, self.config.focal_gamma)
+            + (torch.sigmoid(logits) - target).abs().mean()
+        )
+        return student_loss + seg_loss
+
+    def trainable_parameters(self) -> list[tuple[str, nn.Parameter]]:
+        """Student and segmentation head; the teacher is frozen."""
+        return [(n, p) for n, p in self.named_parameters() if p.requires_grad]
+
+    @torch.no_grad()
+    def predict(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        """(B, 3, H, W) -> maps (B, H, W) in [0, 1] (before smoothing) and image scores (B,)."""
+        _, _, logits = self(x)
+        maps = F.interpolate(
+            torch.sigmoid(logits), size=tuple(x.shape[-2:]), mode="bilinear", align_corners=False
+        )
+        maps = gaussian_blur(maps[:, 0], self.config.gaussian_sigma)
+        return maps, image_scores(maps, self.config.score_topk)
+
+    def config_dict(self) -> dict:
+        return {"model": "destseg", **asdict(self.config)}
+
+
+def build(encoder: str = "resnet18", encoder_weights: str | Path | None = None, **options: object) -> DeSTSeg:
+    """Registry entry. Options: student_encoder, decoder_blocks, seg_width, anomaly_prob, focal_gamma,
+    gaussian_sigma, score_topk."""
+    try:
+        config = DeSTSegConfig(encoder=encoder, **options)  # type: ignore[arg-type]
+    except TypeError as err:
+        raise ConfigError(f"destseg: {err}") from None
+    config.decoder_blocks = tuple(config.decoder_blocks)
+    return DeSTSeg(config, encoder_weights)
