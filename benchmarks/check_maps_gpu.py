@@ -68,11 +68,9 @@ def main() -> int:
     print(torch.__version__, torch.cuda.get_device_name())
     backends = ["triton", *[b for b in list_backends() if b != "reference"]]
     ok = True
-    parity_dir = ROOT.parent / "shared/reference/official_parity"
-    if not parity_dir.is_dir():
-        parity_dir = ROOT / ".device/official_parity"
+    parity = load_parity_helpers()  # honours MAMBAAD_PARITY_DIR
+    parity_dir = parity.PARITY_DIR
     if parity_dir.is_dir():
-        parity = load_parity_helpers()
         for backend in ["reference", *backends]:
             ok &= fixture_check(parity, parity_dir, backend)
     torch.manual_seed(0)

@@ -23,7 +23,12 @@ import torch
 
 import mambaad
 
-PARITY_DIR = Path(__file__).resolve().parents[2].parent / "shared" / "reference" / "official_parity"
+PARITY_DIR = Path(
+    os.environ.get(
+        "MAMBAAD_PARITY_DIR",
+        Path(__file__).resolve().parents[2].parent / "shared" / "reference" / "official_parity",
+    )
+)
 FIXTURES = {PARITY_DIR / "fixture_a.npz": 0.3}
 for item in filter(None, os.environ.get("MAMBAAD_PARITY", "").split(",")):
     path, phase = item.rsplit(":", 1)
