@@ -254,7 +254,15 @@ def run_test(
             )
         model_cfg.gaussian_sigma = cfg.eval.gaussian_sigma
     result = evaluate_model(
-        model, test_samples, cfg.data, cfg.eval, device, cfg.train.batch_size, progress=progress
+        model,
+        test_samples,
+        cfg.data,
+        cfg.eval,
+        device,
+        cfg.train.batch_size,
+        bf16=cfg.train.bf16,
+        channels_last=cfg.train.channels_last,
+        progress=progress,
     )
     info = {
         "checkpoint": str(path),
