@@ -97,22 +97,25 @@ def measure(
     )
 
 
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m mambaad.bench", description=__doc__.split("\n")[0])
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    """Options of ``mambaad bench`` (also ``python -m mambaad.bench``)."""
     p.add_argument("--model", default="mambaad")
     p.add_argument("--encoder", default="resnet34")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    p.add_argument("--backend", action="append", help="scan backend(s); default: auto")
-    p.add_argument("--batch-size", type=int, action="append", help="batch size(s); default 16")
+    p.add_argument("--backend", action="append", help="scan backend(s), repeatable (default: auto)")
+    p.add_argument("--batch-size", type=int, action="append", help="batch size(s), repeatable (default 16)")
     p.add_argument("--image-size", type=int, default=256)
     p.add_argument("--train", action="store_true", help="time training steps")
-    p.add_argument("--infer", action="store_true", help="time inference")
+    p.add_argument("--infer", action="store_true", help="time inference (default: both)")
     p.add_argument("--bf16", action="store_true", help="bf16 autocast")
     p.add_argument("--channels-last", action="store_true")
     p.add_argument("--steps", type=int, default=10)
     p.add_argument("--warmup", type=int, default=3)
     p.add_argument("--json", action="store_true", help="one JSON line per result")
-    args = p.parse_args(argv)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Measure every (backend, mode, batch size) combination and print one line each."""
     modes = [m for m, on in (("train", args.train), ("infer", args.infer)) if on] or ["train", "infer"]
     device = torch.device(args.device)
     for backend in args.backend or ["auto"]:
@@ -136,13 +139,19 @@ def main(argv: list[str] | None = None) -> int:
                     mem = f"{r.peak_mem_gb:.2f} GB" if r.peak_mem_gb is not None else "-"
                     print(
                         f"{r.mode:5s} backend={backend:10s} bs={bs:3d} bf16={int(r.bf16)} "
-                        f"{r.img_per_s:9.1f} img/s {r.ms_per_step:9.1f} ms/step peak {mem} ({r.device})",
+                        f"{r.img_per_s:9.2f} img/s {r.ms_per_step:9.1f} ms/step peak {mem} ({r.device})",
                         flush=True,
                     )
         del model
         if device.type == "cuda":
             torch.cuda.empty_cache()
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m mambaad.bench", description=__doc__.split("\n")[0])
+    add_arguments(p)
+    return run(p.parse_args(argv))
 
 
 if __name__ == "__main__":

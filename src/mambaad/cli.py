@@ -357,12 +357,26 @@ class Verb:
     run: Callable[[argparse.Namespace], int]
 
 
+# -------------------------------------------------------------------------------------------- bench
+def add_bench_args(p: argparse.ArgumentParser) -> None:
+    from mambaad.bench import add_arguments
+
+    add_arguments(p)
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    from mambaad.bench import run
+
+    return run(args)
+
+
 VERBS: tuple[Verb, ...] = (
     Verb("data", "summarize a data set: layout, per-class counts, problems", add_data_args, cmd_data),
     Verb("synth", "write the synthetic defect data set (folder layout)", add_synth_args, cmd_synth),
     Verb("train", "train a model on one or more data sets (all classes at once)", add_train_args, cmd_train),
     Verb("test", "evaluate a checkpoint per class and write the reports", add_test_args, cmd_test),
     Verb("demo", "synthetic data, training, test and report on the CPU in minutes", add_demo_args, cmd_demo),
+    Verb("bench", "training and inference img/s and peak memory per scan backend", add_bench_args, cmd_bench),
 )
 DOTTED_VERBS = ("train", "test", "demo")  # verbs that take dotted config options
 

@@ -1,0 +1,30 @@
+"""`mambaad bench`: throughput lines for each requested mode and batch size."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from mambaad.cli import main
+
+
+def test_bench_cpu_json(capsys: pytest.CaptureFixture[str]) -> None:
+    argv = ["bench", "--device", "cpu", "--encoder", "resnet18", "--image-size", "64", "--steps", "1"]
+    argv += ["--warmup", "0", "--batch-size", "1", "--batch-size", "2", "--backend", "sequential", "--json"]
+    assert main(argv) == 0
+    rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [(r["mode"], r["batch_size"]) for r in rows] == [
+        ("train", 1),
+        ("train", 2),
+        ("infer", 1),
+        ("infer", 2),
+    ]
+    assert all(r["img_per_s"] > 0 and r["backend"] == "sequential" and r["device"] == "cpu" for r in rows)
+
+
+def test_bench_bad_backend(capsys: pytest.CaptureFixture[str]) -> None:
+    argv = ["bench", "--device", "cpu", "--encoder", "resnet18", "--image-size", "64", "--steps", "1"]
+    assert main([*argv, "--warmup", "0", "--batch-size", "1", "--backend", "nope"]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "nope" in err[0]
