@@ -120,6 +120,9 @@ def main() -> None:
         ss.SEQUENTIAL_BLOCK = args.block
     if args.chunk_size:
         ss.CHUNK_SIZE["cpu"] = args.chunk_size
+    if args.check:
+        check_parity([b for b in args.backends if b != "reference"])
+        return
     print(
         f"torch {torch.__version__}, {torch.get_num_threads()} threads, {platform.processor() or platform.machine()}"
     )

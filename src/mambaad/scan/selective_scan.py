@@ -12,10 +12,11 @@ signature of mamba_ssm's ``selective_scan_fn`` as MambaAD calls it, so that pack
 Backends (``list_backends()``), all with the same signature and all differentiable:
     reference   sequential loop over L, exact and readable; the numerical yardstick.
     chunked     pure torch, no Python loop over positions: L/T chunks, each solved by a log2(T)-step
-                doubling scan; carries the state between chunks. ONNX-friendly; default on CUDA.
+                doubling scan; carries the state between chunks. ONNX-friendly; CUDA default without mamba_ssm.
     sequential  the reference loop made tight: decays and inputs for a block of steps precomputed in one
                 shot, then one fused ``addcmul`` per step. Fastest on CPU (few, cheap Python steps).
-    mamba_ssm   the official CUDA kernel, listed only when ``mamba_ssm`` imports (CUDA tensors only).
+    mamba_ssm   the official CUDA kernel, listed only when ``mamba_ssm`` imports (CUDA tensors only);
+                the CUDA default when present.
 
 ``default_backend(device)`` gives what ``backend="auto"`` picks; see docs/benchmarks.md for the timings
 behind it.
