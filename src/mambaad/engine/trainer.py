@@ -100,20 +100,23 @@ def build_model(cfg: RunConfig) -> nn.Module:
     from mambaad.models import create_model
 
     m = cfg.model
-    return create_model(
-        m.model,
-        encoder=m.encoder,
-        encoder_weights=m.encoder_weights,
-        scan=m.scan,
-        directions=m.directions,
-        distinct_directions=m.distinct_directions,
-        depths=tuple(m.depths),
-        d_state=m.d_state,
-        expand=m.expand,
-        drop_path_rate=m.drop_path_rate,
-        scan_backend=m.scan_backend,
-        gaussian_sigma=cfg.eval.gaussian_sigma,
-    )
+    options: dict[str, object] = {
+        "encoder": m.encoder,
+        "encoder_weights": m.encoder_weights,
+        "gaussian_sigma": cfg.eval.gaussian_sigma,
+    }
+    if m.model == "mambaad":  # the scan/decoder settings exist only for MambaAD
+        options.update(
+            scan=m.scan,
+            directions=m.directions,
+            distinct_directions=m.distinct_directions,
+            depths=tuple(m.depths),
+            d_state=m.d_state,
+            expand=m.expand,
+            drop_path_rate=m.drop_path_rate,
+            scan_backend=m.scan_backend,
+        )
+    return create_model(m.model, **options)
 
 
 def check_new_run_dir(run_dir: Path) -> None:
