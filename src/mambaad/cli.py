@@ -157,6 +157,13 @@ def add_train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--epochs", type=int, default=None, metavar="N", help="training epochs")
     p.add_argument("--seed", type=int, default=None, metavar="S", help="random seed")
     p.add_argument("--resume", type=Path, default=None, metavar="RUN_DIR", help="continue an interrupted run")
+    p.add_argument(
+        "--gpus",
+        type=int,
+        default=None,
+        metavar="N",
+        help="DDP on N GPUs of this machine (runs torchrun --nproc_per_node N); --batch-size is the global batch",
+    )
     p.epilog = DOTTED_HELP
 
 
@@ -183,11 +190,49 @@ def _progress_on(args: argparse.Namespace) -> bool:
     return not args.no_progress and sys.stderr.isatty()
 
 
+def strip_option(argv: Sequence[str], name: str) -> list[str]:
+    """``argv`` without ``name VALUE`` / ``name=VALUE`` (to pass the rest on unchanged)."""
+    out: list[str] = []
+    skip = False
+    for a in argv:
+        if skip:
+            skip = False
+        elif a == name:
+            skip = True
+        elif not a.startswith(f"{name}="):
+            out.append(a)
+    return out
+
+
+def launch_torchrun(nproc: int, argv: Sequence[str]) -> int:
+    """Run ``torchrun --standalone --nproc_per_node nproc -m mambaad ARGV`` and return its exit status.
+
+    ``--standalone`` makes a single-node rendezvous on a free local port; for several machines call
+    torchrun directly with its rendezvous flags (docs/benchmarks.md, "Multi-GPU").
+    """
+    import subprocess
+
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}"]
+    cmd += ["-m", "mambaad", *argv]
+    print("launching: " + " ".join(cmd[1:]), file=sys.stderr, flush=True)
+    return subprocess.call(cmd)
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     """Train a model (every class of the data set(s) unless --classes) and write its reports."""
+    import os
+
     from mambaad.config import load_config
+    from mambaad.engine import distributed
     from mambaad.engine.trainer import resume_config, train
 
+    if args.gpus is not None:
+        if args.gpus < 1:
+            raise ConfigError(f"--gpus must be >= 1, got {args.gpus}")
+        if "WORLD_SIZE" in os.environ:
+            raise ConfigError("--gpus: already running under torchrun; drop --gpus")
+        if args.gpus > 1:
+            return launch_torchrun(args.gpus, strip_option(args._argv, "--gpus"))
     _set_threads(args)
     overrides = [*args._overrides, *_flag_overrides(args)]
     if args.resume is not None:
@@ -198,9 +243,15 @@ def cmd_train(args: argparse.Namespace) -> int:
         cfg = load_config(args.config, overrides)
     from mambaad.report import format_markdown
 
-    result = train(cfg, resume=args.resume is not None, progress=_progress_on(args))
+    try:
+        result = train(cfg, resume=args.resume is not None, progress=_progress_on(args))
+        main_rank = distributed.is_main_process()
+    finally:
+        distributed.shutdown()
     if result is None:  # only with stop_after_epoch, which the CLI never sets
         return 1
+    if not main_rank:  # DDP: rank 0 prints the table
+        return 0
 
     print(format_markdown(result.final.per_class), end="")
     print(f"report: {result.reports.get('html')}")
@@ -416,6 +467,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"mambaad {args.verb}: error: dotted config options are for train/test/demo", file=sys.stderr)
         return 2
     args._overrides = overrides
+    args._argv = argv
     try:
         return int(args._run(args))
     except MambaADError as exc:

@@ -1,13 +1,25 @@
-"""Rank and world size in one place, so the single-process engine is ready for DDP later.
+"""Rank and world size, process-group set-up, data sharding, SyncBN and gathers for DDP training.
 
 Every helper answers for the plain single-process case (rank 0 of a world of 1) when
 ``torch.distributed`` is not initialised; the engine asks only these functions, so adding DDP means
 initialising the process group and wrapping the model, not hunting ``if rank == 0`` checks.
+
+A run launched by ``torchrun`` (``WORLD_SIZE > 1``) joins a process group in :func:`init_from_env`;
+everything else here answers for the plain single-process case when no group exists.
 """
 
 from __future__ import annotations
 
+import os
+from collections.abc import Iterator
+from typing import Any
+
+import torch
 import torch.distributed as dist
+from torch import Tensor, nn
+from torch.utils.data import Sampler
+
+from mambaad.errors import ConfigError
 
 
 def is_initialized() -> bool:
@@ -34,3 +46,175 @@ def barrier() -> None:
     """Wait for every process (a no-op when not distributed)."""
     if is_initialized():
         dist.barrier()
+
+
+# ------------------------------------------------------------------------------------- DDP set-up
+def env_world_size() -> int:
+    """``WORLD_SIZE`` as set by ``torchrun`` (1 when launched as a plain process)."""
+    return int(os.environ.get("WORLD_SIZE", "1"))
+
+
+def init_from_env(device: torch.device) -> torch.device:
+    """Join the process group ``torchrun`` describes and return this rank's device.
+
+    A no-op returning ``device`` for a plain single process (``WORLD_SIZE`` unset or 1) or when the
+    group already exists. CUDA ranks use NCCL on ``cuda:LOCAL_RANK``; anything else uses gloo (the CPU
+    test path).
+    """
+    if env_world_size() <= 1:
+        return device
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    if device.type == "cuda":
+        if local_rank >= torch.cuda.device_count():
+            raise ConfigError(
+                f"LOCAL_RANK {local_rank}: only {torch.cuda.device_count()} CUDA devices on this node"
+            )
+        device = torch.device("cuda", local_rank)
+        torch.cuda.set_device(device)
+    if not is_initialized():
+        backend = "nccl" if device.type == "cuda" else "gloo"
+        kwargs = {"device_id": device} if device.type == "cuda" else {}
+        dist.init_process_group(backend=backend, **kwargs)
+    return device
+
+
+def shutdown() -> None:
+    """Leave the process group (a no-op when not distributed)."""
+    if is_initialized():
+        dist.destroy_process_group()
+
+
+def per_rank_batch(global_batch: int) -> int:
+    """This rank's share of ``train.batch_size`` (the global batch); it must split evenly."""
+    world = get_world_size()
+    if global_batch % world:
+        raise ConfigError(
+            f"train.batch_size {global_batch} (the global batch) must be divisible by the {world} processes"
+        )
+    return global_batch // world
+
+
+class ShardedEpochSampler(Sampler[int]):
+    """This rank's slice of each global batch of one seeded permutation (a DistributedSampler for us).
+
+    The permutation depends only on (seed, epoch) (:func:`~mambaad.engine.seed.epoch_generator`), so
+    data order survives a resume. Global batch ``s`` is ``perm[s*G:(s+1)*G]``; rank ``r`` takes the
+    ``r``-th contiguous slice of it, so the ranks' batches of one step, concatenated in rank order,
+    are exactly the global batch. The incomplete tail is dropped (``drop_last``) as in training.
+    """
+
+    def __init__(self, n: int, global_batch: int, seed: int, epoch: int, rank: int, world: int) -> None:
+        self.n, self.global_batch, self.seed, self.epoch = n, global_batch, seed, epoch
+        self.rank, self.world = rank, world
+        self.local = global_batch // world
+
+    def __len__(self) -> int:
+        return (self.n // self.global_batch) * self.local
+
+    def __iter__(self) -> Iterator[int]:
+        from mambaad.engine.seed import epoch_generator
+
+        perm = torch.randperm(self.n, generator=epoch_generator(self.seed, self.epoch)).tolist()
+        for s in range(self.n // self.global_batch):
+            start = s * self.global_batch + self.rank * self.local
+            yield from perm[start : start + self.local]
+
+
+# ---------------------------------------------------------------------------------------- SyncBN
+class GlooSyncBatchNorm(nn.BatchNorm2d):
+    """BatchNorm2d whose training statistics cover the whole global batch, on any device.
+
+    ``nn.SyncBatchNorm`` only runs on GPUs; this one (used for CPU/gloo runs) all-reduces the per-channel
+    sum, sum of squares and count through the differentiable ``torch.distributed.nn`` all-reduce, so
+    forward and backward equal BatchNorm over the concatenated batch.
+    """
+
+    def forward(self, x: Tensor) -> Tensor:  # (B, C, H, W)
+        if not (self.training and is_initialized()):
+            return super().forward(x)
+        from torch.distributed.nn.functional import all_reduce
+
+        c = x.shape[1]
+        count = torch.full((1,), x.numel() / c, dtype=x.dtype, device=x.device)
+        stats = torch.cat([x.sum((0, 2, 3)), (x * x).sum((0, 2, 3)), count])  # (2C + 1,)
+        stats = all_reduce(stats)
+        n = stats[-1]
+        mean = stats[:c] / n
+        var = stats[c : 2 * c] / n - mean * mean  # biased, as BatchNorm normalises with
+        if self.track_running_stats and self.running_mean is not None and self.running_var is not None:
+            with torch.no_grad():
+                m = self.momentum if self.momentum is not None else 0.1
+                self.running_mean.mul_(1 - m).add_(mean.detach(), alpha=m)
+                unbiased = var.detach() * (n / (n - 1)).clamp(min=1)
+                self.running_var.mul_(1 - m).add_(unbiased, alpha=m)
+                self.num_batches_tracked.add_(1)
+        y = (x - mean[None, :, None, None]) * torch.rsqrt(var + self.eps)[None, :, None, None]
+        if self.affine:
+            y = y * self.weight[None, :, None, None] + self.bias[None, :, None, None]
+        return y
+
+
+def _is_trainable_bn(m: nn.Module) -> bool:
+    return isinstance(m, nn.BatchNorm2d) and any(p.requires_grad for p in m.parameters(recurse=False))
+
+
+def convert_sync_batchnorm(model: nn.Module, device: torch.device) -> int:
+    """Swap every *trainable* BatchNorm2d of ``model`` for a synchronised one, in place; returns the count.
+
+    The frozen encoder's BatchNorm (no trainable parameters, always eval) is left alone: converting it
+    would only add communication. CUDA gets ``nn.SyncBatchNorm`` (the official recipe's SyncBN), other
+    devices :class:`GlooSyncBatchNorm`. Parameters and buffers are kept (same tensors).
+    """
+    swaps: list[tuple[nn.Module, str, nn.BatchNorm2d]] = []
+    for parent in model.modules():
+        for name, child in parent.named_children():
+            if _is_trainable_bn(child) and not isinstance(child, (nn.SyncBatchNorm, GlooSyncBatchNorm)):
+                swaps.append((parent, name, child))
+    for parent, name, bn in swaps:
+        cls = nn.SyncBatchNorm if device.type == "cuda" else GlooSyncBatchNorm
+        new = cls(bn.num_features, bn.eps, bn.momentum, bn.affine, bn.track_running_stats)
+        new.weight, new.bias = bn.weight, bn.bias
+        new.running_mean, new.running_var = bn.running_mean, bn.running_var
+        new.num_batches_tracked = bn.num_batches_tracked
+        new.train(bn.training)
+        setattr(parent, name, new)
+    return len(swaps)
+
+
+class LossModule(nn.Module):
+    """``forward(images) = model.training_loss(images)``: DDP hooks only ``forward``."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, images: Tensor) -> Tensor:  # (B, 3, S, S) -> ()
+        return self.model.training_loss(images)
+
+
+# ------------------------------------------------------------------------------------- collectives
+def gather_to_main(obj: Any) -> list[Any] | None:
+    """Every rank's ``obj`` on rank 0 (in rank order), None elsewhere; ``[obj]`` when not distributed."""
+    if not is_initialized():
+        return [obj]
+    out: list[Any] | None = [None] * get_world_size() if is_main_process() else None
+    dist.gather_object(obj, out, dst=0)
+    return out
+
+
+def all_gather(obj: Any) -> list[Any]:
+    """Every rank's ``obj`` on every rank (in rank order); ``[obj]`` when not distributed."""
+    if not is_initialized():
+        return [obj]
+    out: list[Any] = [None] * get_world_size()
+    dist.all_gather_object(out, obj)
+    return out
+
+
+def broadcast_from_main(obj: Any) -> Any:
+    """Rank 0's ``obj`` on every rank (``obj`` itself when not distributed)."""
+    if not is_initialized():
+        return obj
+    box = [obj if is_main_process() else None]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]

@@ -22,6 +22,7 @@ from torch import Tensor, nn
 
 from mambaad.config import DataConfig, EvalConfig
 from mambaad.data.sample import Sample, by_class, class_has_masks
+from mambaad.engine import distributed as dist
 from mambaad.metrics import evaluate
 from mambaad.metrics.evaluate import mean_over_classes
 from mambaad.metrics.functional import PIXEL_KEYS, with_mad
@@ -84,6 +85,59 @@ def _class_metrics(
     return with_mad({**image, **{k: pixel[k] for k in PIXEL_KEYS}})
 
 
+def _predict(
+    model: nn.Module,
+    ds: Any,
+    indices: list[int],
+    with_masks: bool,
+    data_cfg: DataConfig,
+    eval_cfg: EvalConfig,
+    device: torch.device,
+    batch_size: int,
+    bf16: bool,
+    channels_last: bool,
+    bar: Any,
+) -> dict[str, np.ndarray]:
+    """Maps, scores, labels, mask-known flags (and masks) of ``ds[indices]``, in that order."""
+    from torch.utils.data import DataLoader, Subset
+
+    n, s = len(indices), data_cfg.crop_size
+    out = {
+        "maps": np.empty((n, s, s), np.float32),  # (N, S, S)
+        "scores": np.empty(n, np.float64),
+        "labels": np.empty(n, np.int64),
+        "known": np.empty(n, bool),
+    }
+    if with_masks:
+        out["masks"] = np.zeros((n, s, s), bool)
+    loader = DataLoader(
+        ds if n == len(ds) else Subset(ds, indices),
+        batch_size=batch_size,
+        shuffle=False,
+        num_workers=data_cfg.num_workers,
+        pin_memory=device.type == "cuda",
+    )
+    i = 0
+    for batch in loader:
+        images = batch["image"].to(device, non_blocking=True)  # (B, 3, S, S)
+        if channels_last:
+            images = images.contiguous(memory_format=torch.channels_last)
+        with autocast_context(device, bf16):
+            amaps, _ = model.predict(images)  # (B, S, S)
+        amaps = amaps.float()
+        sc = image_scores_from_maps(amaps, eval_cfg)
+        b = amaps.shape[0]
+        out["maps"][i : i + b] = amaps.cpu().numpy()
+        out["scores"][i : i + b] = sc.cpu().numpy()
+        out["labels"][i : i + b] = batch["label"].numpy()
+        out["known"][i : i + b] = batch["has_mask"].numpy()
+        if with_masks:
+            out["masks"][i : i + b] = batch["mask"][:, 0].numpy() > 0.5
+        i += b
+        bar.update(b)
+    return out
+
+
 @torch.no_grad()
 def evaluate_model(
     model: nn.Module,
@@ -107,8 +161,10 @@ def evaluate_model(
         batch_size: Images per forward pass.
         bf16, channels_last: As in training (CUDA only for bf16).
         progress: Show a progress bar on a terminal.
+
+    Under DDP every rank must call this: each predicts a shard of every class, rank 0 gathers the
+    shards, computes the metrics and returns the full result; the other ranks get ``per_class`` only.
     """
-    from torch.utils.data import DataLoader
     from tqdm import tqdm
 
     from mambaad.data.dataset import AnomalyDataset
@@ -122,39 +178,33 @@ def evaluate_model(
     lo, hi = math.inf, -math.inf
     groups = by_class(samples)
     bar = tqdm(total=len(samples), desc="eval", unit="img", disable=not progress or None, file=sys.stderr)
+    rank, world = dist.get_rank(), dist.get_world_size()
+    main = dist.is_main_process()
     for cls, group in groups.items():
         ds = AnomalyDataset(group, data_cfg.image_size, data_cfg.crop_size)
-        loader = DataLoader(
-            ds,
-            batch_size=batch_size,
-            shuffle=False,
-            num_workers=data_cfg.num_workers,
-            pin_memory=device.type == "cuda",
-        )
         n, s = len(ds), data_cfg.crop_size
-        maps = np.empty((n, s, s), np.float32)  # (N, S, S)
-        masks = np.zeros((n, s, s), bool) if has_masks.get(cls, False) else None
-        labels = np.empty(n, np.int64)
-        scores = np.empty(n, np.float64)
-        known = np.empty(n, bool)
-        i = 0
-        for batch in loader:
-            images = batch["image"].to(device, non_blocking=True)  # (B, 3, S, S)
-            if channels_last:
-                images = images.contiguous(memory_format=torch.channels_last)
-            with autocast_context(device, bf16):
-                amaps, _ = model.predict(images)  # (B, S, S)
-            amaps = amaps.float()
-            sc = image_scores_from_maps(amaps, eval_cfg)
-            b = amaps.shape[0]
-            maps[i : i + b] = amaps.cpu().numpy()
-            scores[i : i + b] = sc.cpu().numpy()
-            labels[i : i + b] = batch["label"].numpy()
-            known[i : i + b] = batch["has_mask"].numpy()
-            if masks is not None:
-                masks[i : i + b] = batch["mask"][:, 0].numpy() > 0.5
-            i += b
-            bar.update(b)
+        with_masks = has_masks.get(cls, False)
+        # Each rank predicts every world-th image; rank 0 puts the shards back in order.
+        mine = list(range(rank, n, world))
+        part = _predict(
+            model, ds, mine, with_masks, data_cfg, eval_cfg, device, batch_size, bf16, channels_last, bar
+        )
+        shards = dist.gather_to_main((mine, part)) if world > 1 else [(mine, part)]
+        if not main:
+            continue
+        if world == 1:
+            maps, scores, labels, known = part["maps"], part["scores"], part["labels"], part["known"]
+            masks = part.get("masks")
+        else:
+            maps = np.empty((n, s, s), np.float32)  # (N, S, S)
+            masks = np.zeros((n, s, s), bool) if with_masks else None
+            labels, scores, known = np.empty(n, np.int64), np.empty(n, np.float64), np.empty(n, bool)
+            for idx, arrays in shards:
+                maps[idx], scores[idx] = arrays["maps"], arrays["scores"]
+                labels[idx], known[idx] = arrays["labels"], arrays["known"]
+                if masks is not None:
+                    masks[idx] = arrays["masks"]
+        del shards, part
         lo, hi = min(lo, float(maps.min())), max(hi, float(maps.max()))
         per_class[cls] = _class_metrics(labels, scores, masks, maps, known, eval_cfg.metric_mode)
         curves[cls] = image_curves(labels, scores)
@@ -171,7 +221,11 @@ def evaluate_model(
             )
         del maps, masks
     bar.close()
+    if not main:  # the other ranks learn the metrics only (the report is rank 0's)
+        return EvalResult(dist.broadcast_from_main(None), n_images=len(samples))
     per_class["mean"] = mean_over_classes(per_class)
+    if world > 1:
+        dist.broadcast_from_main(per_class)
     keep = select_gallery(
         [c["cls"] for c in candidates],
         [c["score"] for c in candidates],

@@ -27,7 +27,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from mambaad.config import RunConfig, config_from_dict, config_to_dict, dump_yaml
+from mambaad.config import RunConfig, config_from_dict, config_to_dict, dump_yaml, scaled_lr
 from mambaad.engine import distributed as dist
 from mambaad.engine.checkpoint import (
     checkpoint_dir,
@@ -166,18 +166,56 @@ def resume_config(run_dir: Path, overrides: list[str] | None = None) -> RunConfi
     return apply_overrides(cfg, overrides or [])
 
 
+def _wrap_ddp(model: nn.Module, device: torch.device, cfg: RunConfig) -> nn.Module:
+    """``DistributedDataParallel`` around ``model.training_loss`` (gradients averaged over the ranks).
+
+    Buffers are not broadcast: the frozen encoder's never change and SyncBN keeps its statistics equal
+    on every rank. Models other than MambaAD may leave parameters unused in a step, so DDP looks for them.
+    """
+    from torch.nn.parallel import DistributedDataParallel
+
+    return DistributedDataParallel(
+        dist.LossModule(model),
+        device_ids=[device.index] if device.type == "cuda" else None,
+        broadcast_buffers=False,
+        find_unused_parameters=cfg.model.model != "mambaad",
+    )
+
+
 def _save_state(
     path: Path,
     model: nn.Module,
     optimizer: torch.optim.Optimizer,
     meta: dict[str, Any],
+    other_ranks_rng: list[tuple[dict[str, Any], dict[str, torch.Tensor]]] | None = None,
 ) -> None:
     index, optim_tensors = flatten_optimizer_state(optimizer)
     rng_info, rng_tensors = capture_rng_state()
     tensors = {f"model.{k}": v for k, v in model.state_dict().items()}
     tensors.update(optim_tensors)
     tensors.update(rng_tensors)
+    if other_ranks_rng:  # DDP: ranks 1.. keep their own generators across a resume
+        meta = {**meta, "rng_ranks": [info for info, _ in other_ranks_rng]}
+        for r, (_, rank_tensors) in enumerate(other_ranks_rng, start=1):
+            tensors.update({f"rank{r}.{k}": v for k, v in rank_tensors.items()})
     save_checkpoint(path, tensors, {**meta, "kind": "train_state", "optimizer": index, "rng": rng_info})
+
+
+def _restore_rank_rng(meta: dict[str, Any], tensors: dict[str, torch.Tensor], seed: int) -> bool:
+    """Restore this rank's saved RNG state; False (and a seed of ``seed + rank``) when none was saved."""
+    rank = dist.get_rank()
+    if rank == 0:
+        restore_rng_state(meta["rng"], tensors)
+        return True
+    saved = meta.get("rng_ranks") or []
+    if len(saved) + 1 != dist.get_world_size():
+        seed_everything(seed + rank)
+        return False
+    prefix = f"rank{rank}."
+    restore_rng_state(
+        saved[rank - 1], {k[len(prefix) :]: v for k, v in tensors.items() if k.startswith(prefix)}
+    )
+    return True
 
 
 def train(
@@ -206,7 +244,9 @@ def train(
     from mambaad.data.dataset import AnomalyDataset
 
     run_dir = Path(cfg.out)
-    device = resolve_device(cfg.train.device)
+    device = dist.init_from_env(resolve_device(cfg.train.device))  # cuda:LOCAL_RANK under torchrun
+    world = dist.get_world_size()
+    local_batch = dist.per_rank_batch(cfg.train.batch_size)  # train.batch_size is the global batch
     if not cfg.data.root:
         raise ConfigError("data.root: no data set given (use --data ROOT)")
     if resume:
@@ -228,16 +268,24 @@ def train(
     model = build_model(cfg).to(device)
     if cfg.train.channels_last:
         model = model.to(memory_format=torch.channels_last)
+    n_sync_bn = dist.convert_sync_batchnorm(model, device) if world > 1 else 0
     optimizer = build_optimizer(model, cfg.train)
+    ddp_model = _wrap_ddp(model, device, cfg) if world > 1 else None
+    if world > 1:  # same initial weights everywhere, but per-rank randomness (drop-path), seed + rank
+        seed_everything(cfg.train.seed + dist.get_rank())
     params = [p for _, p in model.trainable_parameters()]
     steps_per_epoch = len(train_samples) // cfg.train.batch_size  # drop_last
     total = steps_per_epoch * cfg.train.epochs
 
     start_epoch, iteration, best_mad, history = 0, 0, -math.inf, []
+    rng_restored = True
     if resume:
         load_state(model, {k[6:]: v for k, v in state_tensors.items() if k.startswith("model.")}, run_dir)
         optimizer.load_state_dict(unflatten_optimizer_state(state_meta["optimizer"], state_tensors))
-        restore_rng_state(state_meta["rng"], state_tensors)
+        if world > 1:
+            rng_restored = _restore_rank_rng(state_meta, state_tensors, cfg.train.seed)
+        else:
+            restore_rng_state(state_meta["rng"], state_tensors)
         start_epoch, iteration = int(state_meta["epoch"]), int(state_meta["iteration"])
         best = state_meta.get("best_mad")
         best_mad = -math.inf if best is None else float(best)
@@ -255,6 +303,15 @@ def train(
             f"training {cfg.model.model} ({cfg.model.encoder}, {n_train / 1e6:.2f} M trainable) on "
             f"{len(classes)} classes, {len(train_samples)} images, {cfg.train.epochs} epochs, device {device}"
         )
+    if world > 1:
+        log(
+            f"DDP: {world} processes ({'nccl' if device.type == 'cuda' else 'gloo'}), global batch "
+            f"{cfg.train.batch_size} = {local_batch} per process, lr {cfg.train.lr:.4g} for the global batch "
+            f"(train.lr; the spec's 0.005 x {cfg.train.batch_size} / 16 = {scaled_lr(cfg.train.batch_size):.4g}), "
+            f"{n_sync_bn} SyncBatchNorm layers"
+        )
+        if resume and not rng_restored:
+            log(f"resume: no RNG state saved for {world} processes; ranks 1.. reseeded with seed + rank")
     config_dict = config_to_dict(cfg)
     ds = AnomalyDataset(train_samples, cfg.data.image_size, cfg.data.crop_size)
     final: EvalResult | None = None
@@ -262,15 +319,28 @@ def train(
 
     for epoch in range(start_epoch, cfg.train.epochs):
         model.train()
-        loader = DataLoader(
-            ds,
-            batch_size=cfg.train.batch_size,
-            shuffle=True,
-            drop_last=True,
-            generator=epoch_generator(cfg.train.seed, epoch),
-            num_workers=cfg.data.num_workers,
-            pin_memory=device.type == "cuda",
-        )
+        if world > 1:  # rank r takes its slice of every global batch of the (seed, epoch) permutation
+            sampler = dist.ShardedEpochSampler(
+                len(ds), cfg.train.batch_size, cfg.train.seed, epoch, dist.get_rank(), world
+            )
+            loader = DataLoader(
+                ds,
+                batch_size=local_batch,
+                sampler=sampler,
+                drop_last=True,
+                num_workers=cfg.data.num_workers,
+                pin_memory=device.type == "cuda",
+            )
+        else:
+            loader = DataLoader(
+                ds,
+                batch_size=cfg.train.batch_size,
+                shuffle=True,
+                drop_last=True,
+                generator=epoch_generator(cfg.train.seed, epoch),
+                num_workers=cfg.data.num_workers,
+                pin_memory=device.type == "cuda",
+            )
         loss_sum = torch.zeros((), device=device)
         t0 = time.perf_counter()
         bar = tqdm(
@@ -287,7 +357,7 @@ def train(
                 images = images.contiguous(memory_format=torch.channels_last)
             set_lr(optimizer, lr_at(iteration, total, cfg.train))
             with autocast_context(device, cfg.train.bf16):
-                loss = model.training_loss(images)
+                loss = ddp_model(images) if ddp_model is not None else model.training_loss(images)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             if cfg.train.grad_clip > 0:
@@ -299,6 +369,9 @@ def train(
                 rate = (step + 1) * images.shape[0] / (time.perf_counter() - t0)
                 bar.set_postfix(loss=f"{loss.item():.4f}", img_s=f"{rate:.1f}")
         bar.close()
+        if world > 1:  # the logged loss is the mean over every rank's batches
+            torch.distributed.all_reduce(loss_sum)
+            loss_sum /= world
         mean_loss = loss_sum.item() / max(steps_per_epoch, 1)
         if not math.isfinite(mean_loss):
             raise MambaADError(f"training diverged: loss is {mean_loss} in epoch {epoch + 1}; lower train.lr")
@@ -336,6 +409,10 @@ def train(
                 for k, v in m.items():
                     writer.add_scalar(f"eval/{k}", v, epoch + 1)
         metrics = result.per_class if result is not None else {}
+        other_rng = None
+        if world > 1:  # a collective: every rank hands its RNG state to rank 0 for the resume file
+            gathered = dist.gather_to_main(capture_rng_state())
+            other_rng = gathered[1:] if gathered is not None else None
         if main:
             improved = result is not None and (
                 result.mean_mad > best_mad or (math.isnan(result.mean_mad) and best_mad == -math.inf)
@@ -353,6 +430,7 @@ def train(
                     "best_mad": None if best_mad == -math.inf else best_mad,
                     "history": history,
                 },
+                other_rng,
             )
             save_checkpoint(ckpt / "last.safetensors", weights, meta)
             if improved:
