@@ -121,23 +121,37 @@ class ShardedEpochSampler(Sampler[int]):
 
 
 # ---------------------------------------------------------------------------------------- SyncBN
+class _AllReduceSum(torch.autograd.Function):
+    """Sum over ranks with a gradient: each rank's input feeds every rank's output, so grads are summed."""
+
+    @staticmethod
+    def forward(ctx: Any, x: Tensor) -> Tensor:
+        out = x.clone()
+        dist.all_reduce(out)
+        return out
+
+    @staticmethod
+    def backward(ctx: Any, grad: Tensor) -> Tensor:
+        grad = grad.clone()
+        dist.all_reduce(grad)
+        return grad
+
+
 class GlooSyncBatchNorm(nn.BatchNorm2d):
     """BatchNorm2d whose training statistics cover the whole global batch, on any device.
 
     ``nn.SyncBatchNorm`` only runs on GPUs; this one (used for CPU/gloo runs) all-reduces the per-channel
-    sum, sum of squares and count through the differentiable ``torch.distributed.nn`` all-reduce, so
+    sum, sum of squares and count through a differentiable all-reduce, so
     forward and backward equal BatchNorm over the concatenated batch.
     """
 
     def forward(self, x: Tensor) -> Tensor:  # (B, C, H, W)
         if not (self.training and is_initialized()):
             return super().forward(x)
-        from torch.distributed.nn.functional import all_reduce
-
         c = x.shape[1]
         count = torch.full((1,), x.numel() / c, dtype=x.dtype, device=x.device)
         stats = torch.cat([x.sum((0, 2, 3)), (x * x).sum((0, 2, 3)), count])  # (2C + 1,)
-        stats = all_reduce(stats)
+        stats = _AllReduceSum.apply(stats)
         n = stats[-1]
         mean = stats[:c] / n
         var = stats[c : 2 * c] / n - mean * mean  # biased, as BatchNorm normalises with

@@ -169,15 +169,13 @@ def resume_config(run_dir: Path, overrides: list[str] | None = None) -> RunConfi
 def _wrap_ddp(model: nn.Module, device: torch.device, cfg: RunConfig) -> nn.Module:
     """``DistributedDataParallel`` around ``model.training_loss`` (gradients averaged over the ranks).
 
-    Buffers are not broadcast: the frozen encoder's never change and SyncBN keeps its statistics equal
-    on every rank. Models other than MambaAD may leave parameters unused in a step, so DDP looks for them.
+    Models other than MambaAD may leave parameters unused in a step, so DDP looks for them there.
     """
     from torch.nn.parallel import DistributedDataParallel
 
     return DistributedDataParallel(
         dist.LossModule(model),
         device_ids=[device.index] if device.type == "cuda" else None,
-        broadcast_buffers=False,
         find_unused_parameters=cfg.model.model != "mambaad",
     )
 
