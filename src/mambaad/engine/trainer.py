@@ -12,6 +12,10 @@ One call, :func:`train`, turns a :class:`~mambaad.config.RunConfig` into a run f
 Resuming after a crash or ``kill -9`` (``train(cfg, resume=True)``) restores weights, optimizer, RNG
 states and the epoch counter; as data order depends only on (seed, epoch), the resumed run ends with the
 same weights as an uninterrupted one. Only the main process (:mod:`mambaad.engine.distributed`) writes.
+
+Under ``torchrun`` (``WORLD_SIZE > 1``) the same call trains with DDP: ``train.batch_size`` is the global
+batch split over the ranks, ``train.lr`` the learning rate of that global batch, trainable BatchNorm
+layers are synchronised and the evaluation is sharded (docs/benchmarks.md, "Multi-GPU").
 """
 
 from __future__ import annotations
@@ -258,6 +262,7 @@ def train(
             f"train.batch_size {cfg.train.batch_size} is larger than the {len(train_samples)} training images"
         )
     verify_files(train_samples + test_samples)
+    dist.barrier()  # DDP: every rank has checked the (still empty) run folder before rank 0 writes to it
     writer = None
     if cfg.train.tensorboard and dist.is_main_process():
         writer = _tensorboard(run_dir)
