@@ -22,7 +22,7 @@ test: lint
 	$(BIN)/python -m pytest -q
 
 demo: $(STAMP)
-	$(BIN)/mambaad demo --config configs/demo.yaml
+	$(BIN)/mambaad demo --config configs/demo.yaml --threads 1
 
 clean:
 	rm -rf $(VENV) build *.egg-info
