@@ -70,7 +70,9 @@ def _split_time_traceable(size: int, *tensors: torch.Tensor) -> list[tuple[torch
 @contextlib.contextmanager
 def traceable_chunks() -> Iterator[None]:
     """Swap in :func:`_split_time_traceable` for the chunked scan while exporting."""
-    ss = importlib.import_module("mambaad.scan.selective_scan")  # the package re-exports a same-named function
+    ss = importlib.import_module(
+        "mambaad.scan.selective_scan"
+    )  # the package re-exports a same-named function
     original = ss._split_time
     ss._split_time = _split_time_traceable
     try:
@@ -144,7 +146,12 @@ def export_onnx(
             dynamic_axes=axes,
         )
     proto = onnx.load(str(out))
-    meta = {**(metadata or {}), "input_size": size, "input_dtype": input_dtype, "dynamic_batch": dynamic_batch}
+    meta = {
+        **(metadata or {}),
+        "input_size": size,
+        "input_dtype": input_dtype,
+        "dynamic_batch": dynamic_batch,
+    }
     entry = proto.metadata_props.add()
     entry.key, entry.value = METADATA_KEY, json.dumps(meta)
     onnx.save(proto, str(out))

@@ -1,0 +1,46 @@
+"""Deploy tests: one tiny trained run (64 px, 1 epoch, a quarter of the normals held out), one thread."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import torch
+
+TINY = [
+    "model.encoder=test_efficientnet",
+    "model.encoder_weights=none",
+    "model.depths=[1,1,1,1]",
+    "model.directions=2",
+    "model.d_state=4",
+    "model.expand=1",
+    "data.image_size=64",
+    "data.crop_size=64",
+    "data.num_workers=0",
+    "train.batch_size=4",
+    "train.epochs=1",
+    "train.device=cpu",
+    "eval.gaussian_sigma=1.0",
+]
+
+
+@pytest.fixture(autouse=True)
+def one_thread() -> Iterator[None]:
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="session")
+def trained_run(synth_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A finished run folder whose checkpoints carry a calibrated threshold."""
+    from mambaad.config import load_config
+    from mambaad.engine.trainer import train
+
+    torch.set_num_threads(1)
+    out = tmp_path_factory.mktemp("deploy") / "run"
+    cfg = load_config(None, [f"data.root={synth_root}", f"out={out}", "data.holdout_fraction=0.25", *TINY])
+    assert train(cfg, progress=False, echo=None) is not None
+    return out
