@@ -7,22 +7,7 @@ from pathlib import Path
 
 import pytest
 import torch
-
-TINY = [
-    "model.encoder=test_efficientnet",
-    "model.encoder_weights=none",
-    "model.depths=[1,1,1,1]",
-    "model.directions=2",
-    "model.d_state=4",
-    "model.expand=1",
-    "data.image_size=64",
-    "data.crop_size=64",
-    "data.num_workers=0",
-    "train.batch_size=4",
-    "train.epochs=1",
-    "train.device=cpu",
-    "eval.gaussian_sigma=1.0",
-]
+from deploy_helpers import TINY
 
 
 @pytest.fixture(autouse=True)

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from deploy_helpers import TINY
 
 from mambaad.data.sample import Sample
 from mambaad.deploy.calibrate import (
@@ -97,3 +98,14 @@ def test_training_stores_threshold_from_holdout(trained_run: Path) -> None:
     assert "calibrated last" in log and "warning" not in log
     sidecar = (trained_run / "checkpoints" / "last.json").read_text()
     assert '"source": "holdout"' in sidecar
+
+
+def test_no_holdout_calibrates_on_training_normals_with_warning(synth_root: Path, tmp_path: Path) -> None:
+    from mambaad.config import load_config
+    from mambaad.engine.trainer import train
+
+    cfg = load_config(None, [f"data.root={synth_root}", f"out={tmp_path / 'run'}", *TINY])
+    assert train(cfg, progress=False, echo=None) is not None
+    t = read_metadata(tmp_path / "run" / "checkpoints" / "best.safetensors")["threshold"]
+    assert t["source"] == "train" and t["n_normals"] == 8
+    assert "warning: data.holdout_fraction is 0" in (tmp_path / "run" / "train.log").read_text()
