@@ -397,6 +397,134 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+# ------------------------------------------------------------------------------------- predict / export
+CKPT_HELP = "run folder, .safetensors checkpoint, official MambaAD .pth, or (predict only) exported .onnx"
+
+
+def add_predict_args(p: argparse.ArgumentParser) -> None:
+    """Options of ``mambaad predict``."""
+    p.add_argument("checkpoint", type=Path, help=CKPT_HELP)
+    p.add_argument("inputs", nargs="+", metavar="INPUT", help="image files, folders (recursive) or globs")
+    p.add_argument("--threshold", type=float, default=None, metavar="X", help="image/pixel threshold to use")
+    p.add_argument("--overlay", type=Path, default=None, metavar="DIR", help="write heat-map overlay PNGs")
+    p.add_argument("--mask", type=Path, default=None, metavar="DIR", help="write binary mask PNGs")
+    p.add_argument("--jsonl", type=Path, default=None, metavar="FILE", help="write one JSON line per image")
+    p.add_argument("--json", action="store_true", help="JSON lines on stdout instead of the table")
+    p.add_argument("--batch-size", type=int, default=8, metavar="N", help="images per forward (default 8)")
+    p.add_argument("--device", default="auto", help="cpu | cuda | cuda:N | auto (default auto)")
+    p.add_argument("--threads", type=int, default=None, metavar="N", help=THREADS_HELP)
+    p.epilog = (
+        "Exit status 0 when at least one image was scored (unreadable ones are reported on stderr and "
+        "skipped), 1 when none was."
+    )
+
+
+def _predict_row(rec: dict) -> str:
+    decision = "-" if rec["anomalous"] is None else ("ANOMALOUS" if rec["anomalous"] else "normal")
+    norm = rec.get("normalized_score")
+    norm_s = f"{norm:>10.3f}" if norm is not None else f"{'-':>10}"
+    return f"{rec['score']:>10.5f}  {norm_s}  {decision:<9}  {rec['path']}"
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    """Score images: table (or JSON lines), optional overlays and masks; bad files are skipped."""
+    from mambaad.deploy.predict import expand_inputs, load_predictor, predict_paths, with_threshold
+    from mambaad.engine.trainer import resolve_device
+
+    _set_threads(args)
+    if args.batch_size < 1:
+        raise ConfigError(f"--batch-size must be >= 1, got {args.batch_size}")
+    predictor = load_predictor(args.checkpoint, resolve_device(args.device))
+    if args.threshold is not None:
+        with_threshold(predictor, args.threshold)
+    problems = 0
+
+    def report(message: str) -> None:
+        nonlocal problems
+        problems += 1
+        print(f"skipped: {' '.join(message.split())}", file=sys.stderr)
+
+    paths = expand_inputs(args.inputs, report)
+    thr = predictor.threshold
+    if thr is None:
+        print(
+            f"note: {args.checkpoint} has no calibrated threshold: scores only (give --threshold X)",
+            file=sys.stderr,
+        )
+        if args.mask is not None:
+            print("note: --mask needs a threshold; no masks written", file=sys.stderr)
+    elif not args.json:
+        print(
+            f"threshold {thr['image']:.5f} ({thr.get('source', '?')}); normalized: 0 median normal, 1 threshold"
+        )
+    if not args.json:
+        print(f"{'score':>10}  {'normalized':>10}  {'decision':<9}  path")
+    try:
+        jsonl = open(args.jsonl, "w", encoding="utf-8") if args.jsonl is not None else None
+    except OSError as exc:
+        raise ConfigError(f"--jsonl {args.jsonl}: cannot write ({exc.strerror})") from None
+    n = 0
+    try:
+        for rec in predict_paths(predictor, paths, args.batch_size, args.overlay, args.mask, report):
+            n += 1
+            line = json.dumps(rec)
+            if jsonl is not None:
+                jsonl.write(line + "\n")
+            print(line if args.json else _predict_row(rec), flush=True)
+    finally:
+        if jsonl is not None:
+            jsonl.close()
+    if n == 0:
+        raise MambaADError(f"no image could be scored ({problems} problems reported above)")
+    if problems:
+        print(f"{n} images scored, {problems} skipped", file=sys.stderr)
+    return 0
+
+
+def add_export_args(p: argparse.ArgumentParser) -> None:
+    """Options of ``mambaad export``."""
+    from mambaad.deploy.export import DEFAULT_OPSET
+
+    p.add_argument("checkpoint", type=Path, help="run folder, .safetensors checkpoint or official .pth")
+    p.add_argument("--format", choices=["onnx"], default="onnx", help="export format (default onnx)")
+    p.add_argument(
+        "--opset", type=int, default=DEFAULT_OPSET, metavar="N", help=f"ONNX opset ({DEFAULT_OPSET})"
+    )
+    p.add_argument("--dynamic-batch", action="store_true", help="free batch dimension (default: batch 1)")
+    p.add_argument("--input-dtype", choices=["uint8", "float32"], default="uint8", help="graph input type")
+    p.add_argument("--out", type=Path, default=None, metavar="FILE", help="output file (default model.onnx)")
+    p.add_argument("--force", action="store_true", help="overwrite an existing output file")
+
+
+def default_export_path(checkpoint: Path) -> Path:
+    """``<run>/model.onnx`` for a run folder or a file in ``<run>/checkpoints``; else next to the file."""
+    if checkpoint.is_dir():
+        return checkpoint / "model.onnx"
+    parent = checkpoint.parent
+    return (parent.parent if parent.name == "checkpoints" else parent) / f"{checkpoint.stem}.onnx"
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    """Export one ONNX graph: uint8/float RGB -> anomaly map, image score, decision."""
+    from mambaad.deploy.export import export_onnx
+    from mambaad.deploy.predict import deployed_from_checkpoint
+
+    if args.checkpoint.suffix == ".onnx":
+        raise ConfigError(f"{args.checkpoint}: already an ONNX model")
+    out = args.out if args.out is not None else default_export_path(args.checkpoint)
+    if out.exists() and not args.force:
+        raise ConfigError(f"--out {out}: file exists (use --force to overwrite)")
+    deployed, info = deployed_from_checkpoint(args.checkpoint, "cpu")
+    meta = {"source": str(args.checkpoint), "image_size": info["image_size"], "threshold": info["threshold"]}
+    t0 = time.perf_counter()
+    export_onnx(deployed, out, info["crop_size"], args.opset, args.dynamic_batch, args.input_dtype, meta)
+    thr = "no threshold (decision always false)" if info["threshold"] is None else "threshold included"
+    print(
+        f"wrote {out} ({info['crop_size']}x{info['crop_size']} input, {thr}) in {time.perf_counter() - t0:.1f} s"
+    )
+    return 0
+
+
 # --------------------------------------------------------------------------------------------- table
 @dataclass(frozen=True)
 class Verb:
@@ -428,6 +556,13 @@ VERBS: tuple[Verb, ...] = (
     Verb("test", "evaluate a checkpoint per class and write the reports", add_test_args, cmd_test),
     Verb("demo", "synthetic data, training, test and report on the CPU in minutes", add_demo_args, cmd_demo),
     Verb("bench", "training and inference img/s and peak memory per scan backend", add_bench_args, cmd_bench),
+    Verb("predict", "score images: decision, heat-map overlays, masks", add_predict_args, cmd_predict),
+    Verb(
+        "export",
+        "export a checkpoint to one ONNX graph (RGB -> map, score, decision)",
+        add_export_args,
+        cmd_export,
+    ),
 )
 DOTTED_VERBS = ("train", "test", "demo")  # verbs that take dotted config options
 

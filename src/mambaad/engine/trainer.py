@@ -32,6 +32,7 @@ import torch
 from torch import nn
 
 from mambaad.config import RunConfig, config_from_dict, config_to_dict, dump_yaml, scaled_lr
+from mambaad.deploy.calibrate import calibrate_run, split_holdout
 from mambaad.engine import distributed as dist
 from mambaad.engine.checkpoint import (
     checkpoint_dir,
@@ -257,11 +258,12 @@ def train(
         check_new_run_dir(run_dir)
     samples = load_samples(cfg.data)
     train_samples, test_samples, classes = split_samples(samples)
+    train_samples, holdout = split_holdout(train_samples, cfg.data.holdout_fraction, cfg.train.seed)
     if len(train_samples) < cfg.train.batch_size:
         raise ConfigError(
             f"train.batch_size {cfg.train.batch_size} is larger than the {len(train_samples)} training images"
         )
-    verify_files(train_samples + test_samples)
+    verify_files(train_samples + holdout + test_samples)
     dist.barrier()  # DDP: every rank has checked the (still empty) run folder before rank 0 writes to it
     writer = None
     if cfg.train.tensorboard and dist.is_main_process():
@@ -460,6 +462,10 @@ def train(
             "classes": len(classes),
         }
         reports = write_reports(final, run_dir, cfg.data, info)
+        bs = cfg.train.batch_size
+        calibrate_run(
+            ckpt, holdout, train_samples, cfg.data, cfg.eval, device, bs, log
+        )  # threshold -> metadata
         log(f"report: {reports['html']}")
     return TrainResult(run_dir, cfg.train.epochs, iteration, final, best_mad, reports)
 
