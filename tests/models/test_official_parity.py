@@ -34,8 +34,6 @@ for item in filter(None, os.environ.get("MAMBAAD_PARITY", "").split(",")):
     path, phase = item.rsplit(":", 1)
     FIXTURES[Path(path)] = float(phase)
 
-pytestmark = pytest.mark.skipif(not PARITY_DIR.is_dir(), reason=f"parity data not found at {PARITY_DIR}")
-
 
 def rule_value(entry: dict, phase: float) -> np.ndarray:
     """One state-dict tensor from the README §2 rule, computed in float64 then cast."""
@@ -117,6 +115,7 @@ def capture(model: mambaad.MambaAD) -> tuple[dict[str, torch.Tensor], list]:
 
 @pytest.mark.parametrize("fixture", sorted(FIXTURES), ids=lambda p: p.stem)
 def test_official_parity(fixture: Path) -> None:
+    assert fixture.is_file(), f"parity fixture missing: {fixture} (shared/ must sit beside the checkout)"
     phase = FIXTURES[fixture]
     manifest = json.loads((PARITY_DIR / "manifest.json").read_text())
     orders = np.load(PARITY_DIR / "scan_orders.npz")
