@@ -13,7 +13,7 @@ from scipy import ndimage
 import mambaad
 import mambaad.scan.orders
 from mambaad.errors import CheckpointError, MambaADError
-from mambaad.models.anomaly_map import gaussian_blur, image_scores
+from mambaad.models.anomaly_map import gaussian_blur, image_scores, pool_scores
 from mambaad.models.decoder import HybridScan, lss_layout
 from mambaad.models.official import official_to_ours
 from mambaad.scan.orders import CURVES
@@ -115,6 +115,9 @@ def test_image_scores() -> None:
     maps = torch.arange(2 * 4 * 4, dtype=torch.float32).view(2, 4, 4)
     assert image_scores(maps).tolist() == [15.0, 31.0]
     assert image_scores(maps, topk=2).tolist() == [14.5, 30.5]
+    assert pool_scores(maps, "max").tolist() == [15.0, 31.0]
+    assert pool_scores(maps, "mean").tolist() == [7.5, 23.5]
+    assert pool_scores(maps, "topk", topk=2).tolist() == [14.5, 30.5]
 
 
 def test_anomaly_map_is_zero_for_perfect_reconstruction() -> None:

@@ -15,7 +15,7 @@ import torch
 from torch import Tensor, nn
 
 from mambaad.data.transforms import IMAGENET_MEAN, IMAGENET_STD
-from mambaad.models.anomaly_map import default_topk
+from mambaad.models.anomaly_map import pool_scores
 
 
 class DeployedModel(nn.Module):
@@ -42,13 +42,7 @@ class DeployedModel(nn.Module):
 
     def image_scores(self, maps: Tensor) -> Tensor:
         """(B, H, W) -> (B,) by the score rule (the same rule as the evaluator's)."""
-        flat = maps.flatten(1)
-        if self.score == "max":
-            return flat.amax(1)
-        if self.score == "mean":
-            return flat.mean(1)
-        k = self.topk or default_topk(*maps.shape[-2:])
-        return flat.topk(min(k, flat.shape[1]), dim=1).values.mean(1)
+        return pool_scores(maps, self.score, self.topk)
 
     def forward(self, rgb: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         x = (rgb.float() - self.mean) / self.std  # (B, 3, S, S), ImageNet-normalised

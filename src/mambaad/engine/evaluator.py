@@ -26,7 +26,7 @@ from mambaad.engine import distributed as dist
 from mambaad.metrics import evaluate
 from mambaad.metrics.evaluate import mean_over_classes
 from mambaad.metrics.functional import PIXEL_KEYS, with_mad
-from mambaad.models.anomaly_map import default_topk
+from mambaad.models.anomaly_map import pool_scores
 
 GALLERY_PER_CLASS = 3  # clearest detections per class
 GALLERY_NORMALS = 1  # likeliest false alarm per class
@@ -51,13 +51,7 @@ class EvalResult:
 
 def image_scores_from_maps(maps: Tensor, cfg: EvalConfig) -> Tensor:
     """(B, H, W) maps -> (B,) image scores by ``eval.score`` (max, mean, or mean of the top-k pixels)."""
-    flat = maps.flatten(1)
-    if cfg.score == "max":
-        return flat.amax(1)
-    if cfg.score == "mean":
-        return flat.mean(1)
-    k = cfg.topk or default_topk(*maps.shape[-2:])
-    return flat.topk(min(k, flat.shape[1]), dim=1).values.mean(1)
+    return pool_scores(maps, cfg.score, cfg.topk)
 
 
 def autocast_context(device: torch.device, bf16: bool) -> contextlib.AbstractContextManager:

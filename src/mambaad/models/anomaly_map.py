@@ -69,6 +69,18 @@ def image_scores(maps: Tensor, topk: int | None = None) -> Tensor:
     return flat.topk(min(topk, flat.shape[1]), dim=1).values.mean(1)
 
 
+def pool_scores(maps: Tensor, rule: str = "max", topk: int | None = None) -> Tensor:
+    """(B, H, W) -> (B,) by a named rule: ``max``, ``mean``, or the mean of the top-k pixels (``topk``;
+    default 1 % of the pixels). The one rule shared by evaluation and the deployed graph."""
+    flat = maps.flatten(1)
+    if rule == "max":
+        return flat.amax(1)
+    if rule == "mean":
+        return flat.mean(1)
+    k = topk or default_topk(*maps.shape[-2:])
+    return flat.topk(min(k, flat.shape[1]), dim=1).values.mean(1)
+
+
 def default_topk(height: int, width: int, fraction: float = 0.01) -> int:
     """1 % of the pixels, a common robust alternative to the max (Dinomaly)."""
     return max(1, math.ceil(height * width * fraction))
