@@ -35,13 +35,15 @@ K, N = 8, 16
 
 
 def inputs(b: int, d: int, length: int, dtype: torch.dtype) -> list[torch.Tensor]:
+    """Random inputs in the memory layout SS2D gives the kernel: one pixel's channels (or states)
+    contiguous, i.e. (B, L, D) / (B, K, L, D) / (B, K, L, N) storage viewed as the contract's shapes."""
     dev = "cuda"
     return [
-        torch.randn(b, d, length, device=dev, dtype=dtype),
-        torch.randn(b, K, d, length, device=dev, dtype=dtype) * 0.5,
+        torch.randn(b, length, d, device=dev, dtype=dtype).transpose(1, 2),
+        (torch.randn(b, K, length, d, device=dev, dtype=dtype) * 0.5).transpose(2, 3),
         -torch.arange(1, N + 1, device=dev, dtype=torch.float32).repeat(K * d, 1),
-        torch.randn(b, K, N, length, device=dev, dtype=dtype) * 0.5,
-        torch.randn(b, K, N, length, device=dev, dtype=dtype) * 0.5,
+        (torch.randn(b, K, length, N, device=dev, dtype=dtype) * 0.5).transpose(2, 3),
+        (torch.randn(b, K, length, N, device=dev, dtype=dtype) * 0.5).transpose(2, 3),
         torch.ones(K * d, device=dev),
         torch.full((K * d,), -4.0, device=dev),
     ]
@@ -114,6 +116,7 @@ def main() -> int:
     parser.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"], help="u/delta/B/C")
     parser.add_argument("--iters", type=int, default=20)
     parser.add_argument("--sweep", action="store_true", help="time triton launch configs instead")
+    parser.add_argument("--sweep-fwd", action="store_true", help="time the seq forward's launch configs")
     args = parser.parse_args()
     if not torch.cuda.is_available():
         print("bench_scan_gpu: needs a CUDA device", file=sys.stderr)
@@ -121,6 +124,7 @@ def main() -> int:
     dtype = getattr(torch, args.dtype)
     methods: dict[str, Callable[..., torch.Tensor]] = {
         "triton": lambda *a: hybrid_selective_scan(*a, backend="triton"),
+        "triton-chunkfwd": lambda *a: hybrid_selective_scan(*a, backend="triton", fwd_kernel="chunk"),
     }
     for name in list_backends():
         methods[f"torch-{name}"] = lambda *a, _n=name: hybrid_selective_scan(
@@ -134,6 +138,8 @@ def main() -> int:
     print(f"torch {torch.__version__}, {torch.cuda.get_device_name()}, inputs {args.dtype}, K={K} N={N}")
     if args.sweep:
         return sweep(args.batch, dtype, args.iters)
+    if args.sweep_fwd:
+        return sweep_fwd(args.batch, dtype, args.iters)
     print(f"{'stage':<7} {'B':>3} {'method':<16} {'fwd ms':>9} {'fwd+bwd ms':>11} {'peak MiB':>9}")
     for b, (stage, d, h, w) in itertools.product(args.batch, STAGES):
         orders = scan_orders("hilbert", h, w, K).cuda()
@@ -150,13 +156,17 @@ def main() -> int:
 
 
 def sweep(batches: list[int], dtype: torch.dtype, iters: int) -> int:
-    """Forward and forward+backward ms per (block_d, chunk, num_warps): to pick the defaults."""
-    print(f"{'stage':<7} {'B':>3} {'block_d':>7} {'chunk':>5} {'warps':>5} {'fwd ms':>9} {'fwd+bwd ms':>11}")
-    for b, (stage, d, h, w) in itertools.product(batches, STAGES):
+    """Forward+backward ms per backward launch config (block_d, chunk, num_warps): to pick the defaults.
+
+    Larger block_d means fewer programs adding into dB/dC (each (b, k, n, pixel) receives D / block_d
+    atomic adds); larger chunks mean fewer sequential steps but larger register tiles.
+    """
+    print(f"{'stage':<7} {'B':>3} {'block_d':>7} {'chunk':>5} {'warps':>5} {'fwd+bwd ms':>11}")
+    for b, (stage, d, h, w) in itertools.product(batches, STAGES[1:]):
         orders = scan_orders("hilbert", h, w, K).cuda()
         xs = inputs(b, d, h * w, dtype)
-        for block_d, chunk, warps in itertools.product([1, 2, 4, 8, 16], [16, 32, 64, 128], [2, 4, 8]):
-            if block_d * N * chunk > 16384 or block_d > d or chunk > max(16, h * w):
+        for block_d, chunk, warps in itertools.product([4, 8, 16, 32], [8, 16, 32], [2, 4]):
+            if block_d * N * chunk > 8192 or block_d > d:
                 continue
 
             def method(*a, _cfg=(block_d, chunk, warps)):
@@ -165,11 +175,42 @@ def sweep(batches: list[int], dtype: torch.dtype, iters: int) -> int:
                 )
 
             try:
-                t_f, t_fb, _ = measure(method, xs, orders, iters)
+                leaves = [x.detach().requires_grad_() for x in xs]
+                grad = torch.randn(xs[0].shape, device="cuda")
+                t_fb = time_ms(
+                    lambda _m=method, _l=leaves, _g=grad, _o=orders: _m(*_l, _o).backward(_g), iters, 2
+                )
             except Exception as err:  # resource limits of a config: report and go on
                 print(f"{stage:<7} {b:>3} {block_d:>7} {chunk:>5} {warps:>5}  failed: {type(err).__name__}")
                 continue
-            print(f"{stage:<7} {b:>3} {block_d:>7} {chunk:>5} {warps:>5} {t_f:>9.3f} {t_fb:>11.3f}")
+            print(f"{stage:<7} {b:>3} {block_d:>7} {chunk:>5} {warps:>5} {t_fb:>11.3f}", flush=True)
+        del xs
+        torch.cuda.empty_cache()
+    return 0
+
+
+def sweep_fwd(batches: list[int], dtype: torch.dtype, iters: int) -> int:
+    """Forward-only ms of the step-by-step kernel per (fwd_block_d, unroll)."""
+    print(f"{'stage':<7} {'B':>3} {'fwd_block_d':>11} {'unroll':>6} {'fwd ms':>9}")
+    for b, (stage, d, h, w) in itertools.product(batches, STAGES):
+        orders = scan_orders("hilbert", h, w, K).cuda()
+        xs = inputs(b, d, h * w, dtype)
+        for block_d, unroll in itertools.product([32, 64, 128], [1, 2, 4, 8]):
+            if block_d > max(32, d):
+                continue
+
+            def fwd(_cfg=(block_d, unroll), _xs=xs, _orders=orders) -> None:
+                with torch.no_grad():
+                    hybrid_selective_scan(
+                        *_xs, _orders, backend="triton", fwd_block_d=_cfg[0], unroll=_cfg[1], chunk=64
+                    )
+
+            try:
+                t_f = time_ms(fwd, iters, 2)
+            except Exception as err:  # resource limits of a config: report and go on
+                print(f"{stage:<7} {b:>3} {block_d:>11} {unroll:>6}  failed: {type(err).__name__}")
+                continue
+            print(f"{stage:<7} {b:>3} {block_d:>11} {unroll:>6} {t_f:>9.3f}")
         del xs
         torch.cuda.empty_cache()
     return 0

@@ -25,12 +25,14 @@ from mambaad.scan.triton_scan import hybrid_selective_scan, hybrid_selective_sca
 
 pytest.importorskip("triton")
 
-# (name, batch, K, D, N, H, W, chunk, block_d, curve, with_skip, softplus, channels_last)
+# (name, batch, K, D, N, H, W, chunk, block_d, curve, with_skip, softplus, channels_last, fwd_kernel)
 CASES = [
-    ("L1", 1, 2, 4, 4, 1, 1, 16, None, "hilbert", True, True, False),
-    ("odd_L15_chunks", 2, 8, 3, 2, 3, 5, 4, 2, "hilbert", True, True, False),
-    ("L16_noskip", 1, 8, 2, 4, 4, 4, 8, None, "zigzag", False, False, False),
-    ("L33_strided", 1, 4, 2, 3, 3, 11, 16, None, "scan", True, True, True),
+    ("L1", 1, 2, 4, 4, 1, 1, 16, None, "hilbert", True, True, False, "auto"),
+    ("odd_L15_chunks", 2, 8, 3, 2, 3, 5, 4, 2, "hilbert", True, True, False, "seq"),
+    ("odd_L15_chunks_fwdchunk", 2, 8, 3, 2, 3, 5, 4, 2, "hilbert", True, True, False, "chunk"),
+    ("L16_noskip", 1, 8, 2, 4, 4, 4, 8, None, "zigzag", False, False, False, "seq"),
+    ("L33_strided", 1, 4, 2, 3, 3, 11, 16, None, "scan", True, True, True, "seq"),
+    ("L33_strided_fwdchunk", 1, 4, 2, 3, 3, 11, 16, None, "scan", True, True, True, "chunk"),
 ]
 
 _SCRIPT = textwrap.dedent(
@@ -42,7 +44,7 @@ _SCRIPT = textwrap.dedent(
 
     torch.manual_seed(0)
     results = {}
-    for name, b, k, d, n, h, w, chunk, block_d, curve, skip, softplus, cl in json.loads(sys.argv[1]):
+    for name, b, k, d, n, h, w, chunk, block_d, curve, skip, softplus, cl, fwd in json.loads(sys.argv[1]):
         length = h * w
         orders = scan_orders(curve, h, w, k)
         f64 = torch.float64
@@ -64,7 +66,9 @@ _SCRIPT = textwrap.dedent(
         x64 = [None if t is None else t.clone().requires_grad_() for t in xs]
         if cl:
             x32[0] = x32[0].detach().transpose(1, 2).contiguous().transpose(1, 2).requires_grad_()
-        y = hybrid_selective_scan(*x32, orders, softplus, backend="triton", chunk=chunk, block_d=block_d)
+        y = hybrid_selective_scan(
+            *x32, orders, softplus, backend="triton", chunk=chunk, block_d=block_d, fwd_kernel=fwd
+        )
         ref = hybrid_selective_scan(*x64, orders, softplus, backend="torch")
         grad = torch.randn_like(ref)
         y.backward(grad.float())
@@ -74,7 +78,11 @@ _SCRIPT = textwrap.dedent(
             scale = r.abs().max().item()
             return (a.double() - r).abs().max().item() / (scale if scale > 0 else 1.0)
 
-        errs = {"y": rel(y, ref)}
+        with torch.no_grad():  # inference launches skip saving the chunk states
+            y_nograd = hybrid_selective_scan(
+                *x32, orders, softplus, backend="triton", chunk=chunk, block_d=block_d, fwd_kernel=fwd
+            )
+        errs = {"y": rel(y, ref), "y_nograd": rel(y_nograd, ref)}
         for tname, a, r in zip(["u", "delta", "A", "B", "C", "D", "delta_bias"], x32, x64):
             if a is not None:
                 errs[tname] = rel(a.grad, r.grad)
@@ -104,7 +112,7 @@ def interpreted_errors() -> dict[str, dict[str, float]]:
 @pytest.mark.parametrize("case", [c[0] for c in CASES])
 def test_forward_and_gradients_match_reference(interpreted_errors: dict, case: str) -> None:
     errs = interpreted_errors[case]
-    expected = {"y", "u", "delta", "A", "B", "C"}
+    expected = {"y", "y_nograd", "u", "delta", "A", "B", "C"}
     assert expected <= set(errs)
     for name, err in errs.items():
         assert err < 1e-5, f"{case}: {name} relative max error {err:.2e}"

@@ -34,10 +34,13 @@ def fuse_maps(maps: list[Tensor], size: tuple[int, int]) -> Tensor:
     return torch.stack(up).sum(0) / (n * n)  # (B, H, W)
 
 
-def gaussian_kernel(sigma: float, truncate: float = 4.0) -> Tensor:
-    """1-D Gaussian taps as scipy.ndimage builds them: radius int(truncate * sigma + 0.5)."""
+def gaussian_kernel(sigma: float, truncate: float = 4.0, device: torch.device | None = None) -> Tensor:
+    """1-D Gaussian taps as scipy.ndimage builds them: radius int(truncate * sigma + 0.5).
+
+    Built on ``device`` directly (no host-to-device copy, so inference can be captured in a CUDA graph).
+    """
     radius = int(truncate * sigma + 0.5)
-    x = torch.arange(-radius, radius + 1, dtype=torch.float64)
+    x = torch.arange(-radius, radius + 1, dtype=torch.float64, device=device)
     k = torch.exp(-0.5 * (x / sigma) ** 2)
     return k / k.sum()
 
@@ -52,7 +55,7 @@ def gaussian_blur(maps: Tensor, sigma: float = 4.0) -> Tensor:
     """Separable Gaussian smoothing of (B, H, W) maps, equal to scipy.ndimage.gaussian_filter per map."""
     if sigma <= 0:
         return maps
-    kernel = gaussian_kernel(sigma).to(device=maps.device, dtype=maps.dtype)
+    kernel = gaussian_kernel(sigma, device=maps.device).to(maps.dtype)
     radius = (kernel.numel() - 1) // 2
     h, w = maps.shape[-2:]
     x = maps.index_select(1, _reflect_index(h, radius, maps.device))  # (B, H+2r, W)

@@ -51,11 +51,11 @@ def fwd_kernel(
     b_base = b_ptr + b * sb_b + k * sb_k + offs_n[:, None] * sb_n
     c_base = c_ptr + b * sc_b + k * sc_k + offs_n[:, None] * sc_n
     o_base = out_ptr + b * so_b + offs_d[:, None] * so_d
-    hs_base = hs_ptr + ((b * K * D + ch[:, None]) * n_chunks) * N + offs_n[None, :]
+    hs_base = hs_ptr + (b * K + k) * n_chunks * N * D + offs_n[None, :] * D + offs_d[:, None]  # (B,K,nc,N,D)
     h = tl.zeros((BLOCK_D, BLOCK_N), dtype=tl.float32)
     for c in range(n_chunks):
         if SAVE_STATES:
-            tl.store(hs_base + c * N, h, mask=mask_dn)
+            tl.store(hs_base + c * N * D, h, mask=mask_dn)
         offs_t = c * CHUNK + offs_c
         mask_t = offs_t < L
         p = tl.load(ord_ptr + k * L + offs_t, mask=mask_t, other=0)  # (CHUNK,) raster positions
@@ -117,7 +117,7 @@ def bwd_kernel(
     b_base = b_ptr + b * sb_b + k * sb_k + offs_n[:, None] * sb_n
     c_base = c_ptr + b * sc_b + k * sc_k + offs_n[:, None] * sc_n
     g_base = dout_ptr + b * so_b + offs_d[:, None] * so_d
-    hs_base = hs_ptr + ((b * K * D + ch[:, None]) * n_chunks) * N + offs_n[None, :]
+    hs_base = hs_ptr + (b * K + k) * n_chunks * N * D + offs_n[None, :] * D + offs_d[:, None]  # (B,K,nc,N,D)
     du_base = du_ptr + (b * D + offs_d[:, None]) * L
     ddl_base = ddl_ptr + ((b * K + k) * D + offs_d[:, None]) * L
     db_base = db_ptr + ((b * K + k) * N + offs_n[:, None]) * L
@@ -128,7 +128,7 @@ def bwd_kernel(
     dbias_acc = tl.zeros((BLOCK_D,), dtype=tl.float32)
     for i in range(n_chunks):
         c = n_chunks - 1 - i
-        h0 = tl.load(hs_base + c * N, mask=mask_dn, other=0.0)
+        h0 = tl.load(hs_base + c * N * D, mask=mask_dn, other=0.0)
         offs_t = c * CHUNK + offs_c
         mask_t = offs_t < L
         mask_t1 = offs_t + 1 < L
@@ -189,3 +189,81 @@ def bwd_kernel(
         tl.atomic_add(dd_ptr + ch, dd_acc, mask=mask_d, sem="relaxed")
     if HAS_BIAS:
         tl.atomic_add(dbias_ptr + ch, dbias_acc, mask=mask_d, sem="relaxed")
+
+
+LOG2E = tl.constexpr(1.4426950408889634)
+
+
+@triton.jit
+def fwd_seq_kernel(
+    u_ptr, dl_ptr, a_ptr, b_ptr, c_ptr, dskip_ptr, bias_ptr, ord_ptr, out_ptr, hs_ptr,
+    K, D, L, N, n_chunks,
+    su_b, su_d, su_l,
+    sd_b, sd_k, sd_d, sd_l,
+    sb_b, sb_k, sb_n, sb_l,
+    sc_b, sc_k, sc_n, sc_l,
+    so_b, so_d, so_l,
+    HAS_D: tl.constexpr, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr, SAVE_STATES: tl.constexpr,
+    BLOCK_D: tl.constexpr, BLOCK_N: tl.constexpr, UNROLL: tl.constexpr, SAVE_EVERY: tl.constexpr,
+):  # fmt: skip
+    # One thread per channel d holds all N states of (b, k, d) in registers and walks L one step at a
+    # time: no cross-thread scan, the minimum of work per step (one exp and a few FMAs per state).
+    # UNROLL steps are unrolled so their gathers issue together; their outputs are written by one atomic
+    # add per block of UNROLL steps. The state entering every SAVE_EVERY-step chunk is saved for the
+    # backward (same (B, K, n_chunks, N, D) layout as ``fwd_kernel``'s). Every tile is (N, BLOCK_D) with
+    # the channels innermost in memory, so Triton lays the channels across threads and the N states of a
+    # channel in one thread's registers.
+    pid_bk = tl.program_id(0)
+    pid_d = tl.program_id(1)
+    b = pid_bk // K
+    k = pid_bk % K
+    offs_d = pid_d * BLOCK_D + tl.arange(0, BLOCK_D)
+    offs_n = tl.arange(0, BLOCK_N)
+    offs_j = tl.arange(0, UNROLL)
+    mask_d = offs_d < D
+    mask_n = offs_n < N
+    ch = k * D + offs_d  # (BD,)
+    mask_nd = mask_n[:, None] & mask_d[None, :]
+    # A arrives transposed, (N, K*D): the channels of one state contiguous, like every tile here
+    a2 = tl.load(a_ptr + offs_n[:, None] * (K * D) + ch[None, :], mask=mask_nd, other=0.0).to(tl.float32)
+    a2 = a2 * LOG2E  # (BN, BD): exp(x A) = exp2(x A log2 e)
+    if HAS_D:
+        dskip = tl.load(dskip_ptr + ch, mask=mask_d, other=0.0).to(tl.float32)
+    if HAS_BIAS:
+        bias = tl.load(bias_ptr + ch, mask=mask_d, other=0.0).to(tl.float32)
+    u_base = u_ptr + b * su_b + offs_d * su_d  # (BD,)
+    d_base = dl_ptr + b * sd_b + k * sd_k + offs_d * sd_d
+    b_base = b_ptr + b * sb_b + k * sb_k + offs_n * sb_n  # (BN,)
+    c_base = c_ptr + b * sc_b + k * sc_k + offs_n * sc_n
+    o_base = out_ptr + b * so_b + offs_d[None, :] * so_d  # (1, BD)
+    hs_base = hs_ptr + (b * K + k) * n_chunks * N * D + offs_n[:, None] * D + offs_d[None, :]  # (BN, BD)
+    ord_base = ord_ptr + k * L
+    h = tl.zeros((BLOCK_N, BLOCK_D), dtype=tl.float32)
+    for t0 in range(0, L, UNROLL):
+        if SAVE_STATES:
+            if t0 % SAVE_EVERY == 0:
+                tl.store(hs_base + (t0 // SAVE_EVERY) * N * D, h, mask=mask_nd)
+        y_tile = tl.zeros((UNROLL, BLOCK_D), dtype=tl.float32)
+        for j in tl.static_range(UNROLL):
+            valid = t0 + j < L
+            p = tl.load(ord_base + t0 + j, mask=valid, other=0)  # this step's raster pixel
+            m = mask_d & valid
+            u = tl.load(u_base + p * su_l, mask=m, other=0.0).to(tl.float32)  # (BD,)
+            dt = tl.load(d_base + p * sd_l, mask=m, other=0.0).to(tl.float32)
+            if HAS_BIAS:
+                dt = dt + bias
+            if SOFTPLUS:
+                dt = _softplus(dt)
+            dt = tl.where(m, dt, 0.0)  # padding steps are identities
+            bt = tl.load(b_base + p * sb_l, mask=mask_n & valid, other=0.0).to(tl.float32)  # (BN,)
+            ct = tl.load(c_base + p * sc_l, mask=mask_n & valid, other=0.0).to(tl.float32)
+            h = tl.exp2(dt[None, :] * a2) * h + (dt * u)[None, :] * bt[:, None]  # (BN, BD)
+            y = tl.sum(h * ct[:, None], axis=0)  # (BD,)
+            if HAS_D:
+                y += dskip * u
+            y_tile = tl.where(offs_j[:, None] == j, y[None, :], y_tile)
+        offs_t = t0 + offs_j
+        mask_t = offs_t < L
+        pt = tl.load(ord_base + offs_t, mask=mask_t, other=0)  # (UNROLL,)
+        m_td = mask_t[:, None] & mask_d[None, :]
+        tl.atomic_add(o_base + pt[:, None] * so_l, y_tile, mask=m_td, sem="relaxed")

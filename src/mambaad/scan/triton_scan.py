@@ -12,12 +12,16 @@ RASTER order and the kernel walks direction k in its own order by gathering ``p 
 The x_proj / dt_proj projections of SS2D act on each position separately, so they commute with the
 permutation: computing them on the raster map gives the same values the permuted sequences would get.
 
-Kernel shape: one program per (b, k, block of channels) walks L in chunks of ``chunk`` positions; inside a
-chunk the recurrence is a parallel ``tl.associative_scan`` (state (BLOCK_D, N, chunk) in registers), across
-chunks the (BLOCK_D, N) state is carried in registers. The K-direction sum is an fp32 atomic add into the
-raster output (each raster pixel receives K adds). The forward saves the state entering every chunk
-(B, K*D, n_chunks, N) fp32 for the backward, which walks the chunks in reverse, recomputes the states of a
-chunk from its saved start state, and runs the adjoint recurrence as a reverse associative scan.
+Kernels: one program per (b, k, block of channels). Two forwards: the step kernel (``fwd_seq_kernel``)
+gives each thread one channel's N states and walks L one step at a time (least work per step, but each
+step waits on its gathers: it needs many programs to hide that latency); the chunked kernel
+(``fwd_kernel``) walks L in chunks of ``chunk`` positions, loads a whole chunk at once and runs the
+recurrence inside it as a parallel ``tl.associative_scan`` (state (BLOCK_D, N, chunk) in registers), the
+(BLOCK_D, N) state carried across chunks. ``auto`` picks per call (``_forward_config``). The K-direction
+sum is an fp32 atomic add into the raster output (each raster pixel receives K adds). The forward saves
+the state entering every chunk (B, K, n_chunks, N, D) fp32 for the backward, which walks the chunks in
+reverse, recomputes the states of a chunk from its saved start state, and runs the adjoint recurrence as
+a reverse associative scan.
 
 Triton is imported lazily: importing this module never needs it (CPU-only and Windows installs).
 """
@@ -96,7 +100,7 @@ def _kernels() -> dict[str, Any]:
     """The jitted kernels; imported on first use so ``import mambaad`` never imports triton."""
     from mambaad.scan import _triton_kernels as kern
 
-    return {"fwd": kern.fwd_kernel, "bwd": kern.bwd_kernel}
+    return {"fwd": kern.fwd_kernel, "fwd_seq": kern.fwd_seq_kernel, "bwd": kern.bwd_kernel}
 
 
 # ---------------------------------------------------------------- launch helpers
@@ -106,14 +110,48 @@ def _pow2(n: int) -> int:
     return 1 << max(0, (n - 1).bit_length())
 
 
-def _launch_config(d: int, n: int, length: int, block_d: int | None, chunk: int | None) -> tuple[int, int]:
-    """(BLOCK_D, CHUNK): keep BLOCK_D * N * CHUNK around 4096 fp32 per live (BD, N, T) tensor."""
-    chunk = chunk or min(64, max(16, _pow2(length)))
-    block_d = block_d or max(1, min(_pow2(d), 4096 // (_pow2(n) * chunk)))
+def _launch_config(
+    d: int, n: int, length: int, block_d: int | None, chunk: int | None, tile: int = 1024
+) -> tuple[int, int]:
+    """(BLOCK_D, CHUNK) of the chunked kernels: BLOCK_D * N * CHUNK ~ ``tile`` fp32 per live tensor.
+
+    The backward's defaults (chunk 16, 4 channels, 2 warps) were the fastest of a sweep over
+    (block_d, chunk, warps) on an H200 at batch 16 (``bench_scan_gpu.py --sweep``, 2026-11-28): 1.7x
+    faster than chunk 64 x 4 channels; wider blocks spill registers.
+    """
+    chunk = chunk or min(16, max(8, _pow2(length)))
+    block_d = block_d or max(1, min(_pow2(d), tile // (_pow2(n) * chunk)))
     for name, value in (("block_d", block_d), ("chunk", chunk)):
         if value & (value - 1):
             raise ConfigError(f"triton scan {name} must be a power of two, got {value}")
     return block_d, chunk
+
+
+SEQ_BLOCK_D = 32  # channels per program of the step-by-step forward (one warp; H200 sweep, 2026-11-28)
+SEQ_MIN_PROGRAMS = 256  # below this many programs a long sequence is latency-bound: use the chunked scan
+
+
+def _forward_config(
+    bsz: int, k: int, d: int, length: int, chunk: int, kind: str, block_d: int | None, unroll: int
+) -> tuple[str, int, int]:
+    """(kind, BLOCK_D, UNROLL) of the forward kernel; UNROLL divides the backward's chunk.
+
+    ``auto`` picks the step-by-step kernel when the sequence is short or there are enough (b, k, channel
+    block) programs to hide its per-step memory latency, else the chunked scan, which loads a whole chunk
+    at once (on an H200 at batch 1 the chunked scan is 7x faster at L = 4096, the step kernel 2x faster
+    at L <= 256; at batch 16 the step kernel wins everywhere but L = 64).
+    """
+    if kind not in ("auto", "seq", "chunk"):
+        raise ConfigError(f"triton scan fwd_kernel must be 'auto', 'seq' or 'chunk', got {kind!r}")
+    block_d = block_d or SEQ_BLOCK_D
+    if kind == "auto":
+        programs = bsz * k * -(-d // block_d)
+        kind = "seq" if length <= 256 or programs >= SEQ_MIN_PROGRAMS else "chunk"
+    unroll = min(unroll, chunk)
+    for name, value in (("fwd_block_d", block_d), ("unroll", unroll)):
+        if value < 1 or value & (value - 1):
+            raise ConfigError(f"triton scan {name} must be a power of two, got {value}")
+    return kind, block_d, unroll
 
 
 class _HybridScanFn(torch.autograd.Function):
@@ -132,6 +170,7 @@ class _HybridScanFn(torch.autograd.Function):
         block_d: int,
         chunk: int,
         num_warps: int,
+        fwd: tuple[str, int, int],
     ) -> Tensor:
         kern = _kernels()
         bsz, d, length = u.shape
@@ -143,17 +182,32 @@ class _HybridScanFn(torch.autograd.Function):
         # (B, D, L) view of (B, L, D) memory: the channels of one pixel are contiguous, so the
         # scattered (atomic) writes of a program's BLOCK_D channels at a pixel hit one segment
         out = torch.zeros(bsz, length, d, device=u.device, dtype=torch.float32).transpose(1, 2)
-        states = torch.empty(bsz, k * d, n_chunks if save else 1, n, device=u.device, dtype=torch.float32)
+        states = torch.empty(bsz, k, n_chunks if save else 1, n, d, device=u.device, dtype=torch.float32)
         dummy = A  # never read when the HAS_* flag is off
-        grid = (bsz * k, -(-d // block_d))
-        kern["fwd"][grid](
+        args = (
             u, delta, A, B, C, D if D is not None else dummy,
             delta_bias if delta_bias is not None else dummy, orders32, out, states,
             k, d, length, n, n_chunks,
             *u.stride(), *delta.stride(), *B.stride(), *C.stride(), *out.stride(),
-            HAS_D=D is not None, HAS_BIAS=delta_bias is not None, SOFTPLUS=delta_softplus,
-            SAVE_STATES=save, BLOCK_D=block_d, BLOCK_N=_pow2(n), CHUNK=chunk, num_warps=num_warps,
         )  # fmt: skip
+        flags = {"HAS_D": D is not None, "HAS_BIAS": delta_bias is not None, "SOFTPLUS": delta_softplus}
+        kind, fwd_block_d, unroll = fwd
+        if kind == "seq":
+            grid = (bsz * k, -(-d // fwd_block_d))
+            kern["fwd_seq"][grid](
+                args[0], args[1], A.t().contiguous(), *args[3:],  # A as (N, K*D): channels innermost
+                **flags, SAVE_STATES=save, BLOCK_D=fwd_block_d, BLOCK_N=_pow2(n), UNROLL=unroll,
+                SAVE_EVERY=chunk, num_warps=max(1, fwd_block_d // 32),
+            )  # fmt: skip
+        else:
+            if not save:  # inference: long chunks load more per step (the backward's chunk is irrelevant)
+                block_d, chunk = _launch_config(d, n, length, None, 64, tile=4096)
+                num_warps = 4
+            grid = (bsz * k, -(-d // block_d))
+            kern["fwd"][grid](
+                *args, **flags, SAVE_STATES=save, BLOCK_D=block_d, BLOCK_N=_pow2(n), CHUNK=chunk,
+                num_warps=num_warps,
+            )  # fmt: skip
         if save:
             ctx.save_for_backward(u, delta, A, B, C, D, delta_bias, orders32, states)
             ctx.cfg = (delta_softplus, block_d, chunk, num_warps, n_chunks)
@@ -198,6 +252,7 @@ class _HybridScanFn(torch.autograd.Function):
             None,
             None,
             None,
+            None,
         )
 
 
@@ -213,19 +268,28 @@ def hybrid_selective_scan_triton(
     delta_softplus: bool = True,
     block_d: int | None = None,
     chunk: int | None = None,
-    num_warps: int = 4,
+    num_warps: int = 2,
+    fwd_kernel: str = "auto",
+    fwd_block_d: int | None = None,
+    unroll: int = 8,
 ) -> Tensor:
     """The fused Triton scan (forward and backward); see :func:`hybrid_selective_scan` for the contract.
 
-    ``block_d`` (channels per program) and ``chunk`` (positions per parallel scan) are powers of two;
-    None picks ``chunk = min(64, L)`` and ``block_d`` so that block_d * N * chunk ~ 4096.
+    Forward: ``fwd_kernel="seq"`` gives each thread one channel's N states and walks L step by step,
+    ``fwd_block_d`` channels per program (default 32; one warp per 32), ``unroll`` steps unrolled;
+    ``"chunk"`` is the chunked associative scan of the backward's shape; ``"auto"`` (default) picks one
+    per call from the shape (see ``_forward_config``). Backward: the chunked
+    scan, ``block_d`` channels per program and ``chunk`` positions per parallel scan (powers of two; None
+    picks ``chunk = min(64, L)`` and ``block_d`` so that block_d * N * chunk ~ 4096).
     """
     if not triton_available():
         raise ConfigError("selective-scan backend 'triton' needs the triton package and a CUDA device")
     _check_shapes(u, delta, A, B, C, D, delta_bias, orders)
     block_d, chunk = _launch_config(u.shape[1], A.shape[1], u.shape[2], block_d, chunk)
+    bsz, d, length = u.shape
+    fwd = _forward_config(bsz, orders.shape[0], d, length, chunk, fwd_kernel, fwd_block_d, unroll)
     return _HybridScanFn.apply(
-        u, delta, A, B, C, D, delta_bias, orders, delta_softplus, block_d, chunk, num_warps
+        u, delta, A, B, C, D, delta_bias, orders, delta_softplus, block_d, chunk, num_warps, fwd
     )
 
 

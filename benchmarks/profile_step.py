@@ -1,0 +1,73 @@
+"""Where the time of one training step or inference goes: CUDA kernels grouped by name (torch.profiler).
+
+PYTHONPATH=src python benchmarks/profile_step.py --batch-size 16 --infer
+PYTHONPATH=src python benchmarks/profile_step.py --batch-size 16 --train --bf16
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+import torch
+from torch.autograd import DeviceType
+from torch.profiler import ProfilerActivity, profile
+
+from mambaad.models.registry import create_model
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--train", action="store_true")
+    p.add_argument("--infer", action="store_true")
+    p.add_argument("--bf16", action="store_true")
+    p.add_argument("--steps", type=int, default=3)
+    p.add_argument("--rows", type=int, default=25)
+    args = p.parse_args()
+    if not torch.cuda.is_available():
+        print("profile_step: needs a CUDA device", file=sys.stderr)
+        return 2
+    model = create_model("mambaad", encoder="resnet34").cuda()
+    x = torch.randn(args.batch_size, 3, 256, 256, device="cuda")
+    params = [q for _, q in model.trainable_parameters()]
+    opt = torch.optim.AdamW(params, lr=1e-4)
+    autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=args.bf16)
+
+    def step() -> None:
+        if args.train:
+            model.train()
+            with autocast:
+                loss = model.training_loss(x)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(params, 5.0)
+            opt.step()
+            opt.zero_grad(set_to_none=True)
+        else:
+            model.eval()
+            with torch.no_grad(), autocast:
+                model.predict(x)
+
+    for _ in range(3):
+        step()
+    torch.cuda.synchronize()
+    with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
+        for _ in range(args.steps):
+            step()
+        torch.cuda.synchronize()
+    mode = "train" if args.train else "infer"
+    print(f"== {mode} batch {args.batch_size} bf16={args.bf16}: CUDA time per step by kernel ==")
+    events = [e for e in prof.key_averages() if e.device_type == DeviceType.CUDA]
+    events.sort(key=lambda e: e.self_device_time_total, reverse=True)
+    total = sum(e.self_device_time_total for e in events)
+    print(f"total CUDA kernel time per step: {total / args.steps / 1000:.2f} ms")
+    for e in events[: args.rows]:
+        ms = e.self_device_time_total / args.steps / 1000
+        print(
+            f"{ms:8.3f} ms {100 * e.self_device_time_total / total:5.1f}% {e.count // args.steps:5d}x  {e.key[:90]}"
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
