@@ -241,6 +241,10 @@ def cmd_train(args: argparse.Namespace) -> int:
         cfg = resume_config(args.resume, overrides)
     else:
         cfg = load_config(args.config, overrides)
+        if args.config is None and cfg.model.model != "mambaad":  # start from that model's paper recipe
+            from mambaad.models.recipes import recipe_overrides
+
+            cfg = load_config(None, [*recipe_overrides(cfg.model.model), *overrides])
     from mambaad.report import format_markdown
 
     try:
