@@ -166,3 +166,35 @@ def test_bad_optimizer_is_a_one_line_config_error() -> None:
 
     with pytest.raises(ConfigError, match=r"train\.optimizer must be one of adamw, adam, sgd"):
         load_config(None, ["train.optimizer=lamb"])
+
+
+def test_train_without_config_starts_from_the_models_recipe(synth_root: Path, tmp_path: Path) -> None:
+    """`mambaad train --model simplenet` (no --config) trains with SimpleNet's Adam and its two lrs."""
+    import yaml
+
+    from mambaad.cli import main
+
+    out = tmp_path / "run"
+    argv = ["train", "--model", "simplenet", "--data", str(synth_root), "--out", str(out), "--epochs", "1"]
+    argv += [
+        "--encoder",
+        "resnet18",
+        "--encoder-weights",
+        "none",
+        "--data.image_size",
+        "64",
+        "--data.crop_size",
+    ]
+    argv += ["64", "--data.num_workers", "0", "--batch-size", "4", "--device", "cpu", "--no-progress"]
+    assert main([*argv, "--train.lr", "0.001"]) == 0  # an explicit option still wins over the recipe
+    train = yaml.safe_load((out / "config.yaml").read_text())["train"]
+    assert (train["optimizer"], train["weight_decay"], train["grad_clip"], train["lr"]) == (
+        "adam",
+        1e-5,
+        0.0,
+        0.001,
+    )
+    assert (
+        "optimizer adam: adaptor lr 0.001 wd 1e-05, discriminator lr 0.002 wd 1e-05"
+        in (out / "train.log").read_text()
+    )
