@@ -241,6 +241,10 @@ def cmd_train(args: argparse.Namespace) -> int:
         cfg = resume_config(args.resume, overrides)
     else:
         cfg = load_config(args.config, overrides)
+        if args.config is None and cfg.model.model != "mambaad":  # start from that model's paper recipe
+            from mambaad.models.recipes import recipe_overrides
+
+            cfg = load_config(None, [*recipe_overrides(cfg.model.model), *overrides])
     from mambaad.report import format_markdown
 
     try:
@@ -525,6 +529,45 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+# -------------------------------------------------------------------------------------------- ablate
+def add_ablate_args(p: argparse.ArgumentParser) -> None:
+    """Options of ``mambaad ablate``."""
+    p.add_argument("grid", type=Path, help="grid file (see configs/ablations/)")
+    p.add_argument("--out", default=None, metavar="DIR", help="output folder (default: the grid's 'out')")
+    p.add_argument("--data", default=None, metavar="ROOT", help="data set root(s), comma-separated")
+    p.add_argument("--classes", default=None, help="comma-separated classes (default: every class)")
+    p.add_argument("--encoder", default=None, metavar="NAME", help="timm encoder for every point")
+    p.add_argument("--encoder-weights", default=None, metavar="W", help="imagenet | none | PATH")
+    p.add_argument("--epochs", type=int, default=None, metavar="N", help="training epochs of every point")
+    p.add_argument("--batch-size", type=int, default=None, metavar="N", help="images per step")
+    p.add_argument("--device", default=None, help="cpu | cuda | cuda:N | auto")
+    p.add_argument("--seed", type=int, default=None, metavar="S", help="random seed")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.add_argument("--threads", type=int, default=None, metavar="N", help=THREADS_HELP)
+    p.epilog = (
+        "Each point trains and is evaluated in OUT/<point>; finished points are skipped on a rerun and "
+        "interrupted ones resumed. Writes OUT/ablation.md and OUT/ablation.csv. " + DOTTED_HELP
+    )
+
+
+def cmd_ablate(args: argparse.Namespace) -> int:
+    """Run every point of a grid and write one comparison table."""
+    from mambaad.engine.ablate import format_ablation_markdown, load_grid, run_grid
+
+    _set_threads(args)
+    grid = load_grid(args.grid)
+    flags = [o for o in _flag_overrides(args) if not o.startswith("out=")]
+    out = Path(args.out or grid.out or f"runs/ablate_{args.grid.stem}")
+    results, paths = run_grid(grid, out, [*args._overrides, *flags], progress=_progress_on(args))
+    print(format_ablation_markdown(results, grid.keys), end="")
+    print(f"tables: {paths['md']} {paths['csv']}")
+    failed = [r.point.name for r in results if r.status == "failed"]
+    if failed:
+        print(f"error: {len(failed)} point(s) failed: {', '.join(failed)}", file=sys.stderr)
+        return 1
+    return 0
+
+
 # --------------------------------------------------------------------------------------------- table
 @dataclass(frozen=True)
 class Verb:
@@ -555,6 +598,12 @@ VERBS: tuple[Verb, ...] = (
     Verb("train", "train a model on one or more data sets (all classes at once)", add_train_args, cmd_train),
     Verb("test", "evaluate a checkpoint per class and write the reports", add_test_args, cmd_test),
     Verb("demo", "synthetic data, training, test and report on the CPU in minutes", add_demo_args, cmd_demo),
+    Verb(
+        "ablate",
+        "run an ablation grid (one run per point) and write one comparison table",
+        add_ablate_args,
+        cmd_ablate,
+    ),
     Verb("bench", "training and inference img/s and peak memory per scan backend", add_bench_args, cmd_bench),
     Verb("predict", "score images: decision, heat-map overlays, masks", add_predict_args, cmd_predict),
     Verb(
@@ -564,7 +613,7 @@ VERBS: tuple[Verb, ...] = (
         cmd_export,
     ),
 )
-DOTTED_VERBS = ("train", "test", "demo")  # verbs that take dotted config options
+DOTTED_VERBS = ("train", "test", "demo", "ablate")  # verbs that take dotted config options
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -599,7 +648,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SystemExit as exc:  # --help (0) and usage errors (2)
         return exc.code if isinstance(exc.code, int) else 2
     if overrides and args.verb not in DOTTED_VERBS:
-        print(f"mambaad {args.verb}: error: dotted config options are for train/test/demo", file=sys.stderr)
+        print(
+            f"mambaad {args.verb}: error: dotted config options are for train/test/demo/ablate",
+            file=sys.stderr,
+        )
         return 2
     args._overrides = overrides
     args._argv = argv

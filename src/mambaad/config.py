@@ -45,6 +45,8 @@ __all__ = [
 
 BASE_LR = 0.005  # official AdamW learning rate for a batch of BASE_BATCH_SIZE
 BASE_BATCH_SIZE = 16
+OPTIMIZERS = ("adamw", "adam", "sgd")
+LSS_BRANCHES = ("both", "hss", "conv")
 
 
 def _check(ok: bool, key: str, what: str, value: Any) -> None:
@@ -67,6 +69,10 @@ class ModelConfig:
     d_state: int = 16  # N in the SSM
     expand: int = 2  # E: inner width = E * channels
     drop_path_rate: float = 0.2
+    lss_branches: str = "both"  # LSS parts: both | hss (global scans only) | conv (local convolutions only)
+    local_kernels: list[int] = field(
+        default_factory=lambda: [5, 7]
+    )  # depthwise kernels of the local branches
     scan_backend: str = "auto"
 
     def __post_init__(self) -> None:
@@ -74,6 +80,24 @@ class ModelConfig:
         _check(self.d_state > 0, "model.d_state", "must be > 0", self.d_state)
         _check(self.expand > 0, "model.expand", "must be > 0", self.expand)
         _check(len(self.depths) > 0, "model.depths", "must list at least one stage depth", self.depths)
+        _check(
+            self.lss_branches in LSS_BRANCHES,
+            "model.lss_branches",
+            f"must be one of {', '.join(LSS_BRANCHES)}",
+            self.lss_branches,
+        )
+        _check(
+            all(k > 0 and k % 2 == 1 for k in self.local_kernels),
+            "model.local_kernels",
+            "must be odd sizes > 0",
+            self.local_kernels,
+        )
+        _check(
+            self.lss_branches != "conv" or len(self.local_kernels) > 0,
+            "model.local_kernels",
+            "must name at least one kernel when model.lss_branches is conv",
+            self.local_kernels,
+        )
         _check(all(d >= 0 for d in self.depths), "model.depths", "must be >= 0", self.depths)
         _check(
             0.0 <= self.drop_path_rate < 1.0, "model.drop_path_rate", "must be in [0, 1)", self.drop_path_rate
@@ -111,13 +135,20 @@ class DataConfig:
 
 @dataclass
 class TrainConfig:
-    """Optimiser and schedule (spec §7: AdamW 5e-3, wd 1e-4, x0.1 at 80 % of the epochs, clip 5)."""
+    """Optimiser and schedule (spec §7: AdamW 5e-3, wd 1e-4, x0.1 at 80 % of the epochs, clip 5).
+
+    The defaults are MambaAD's recipe; other models' recipes (``RECIPE`` in each model module,
+    ``configs/<model>.yaml``) set ``optimizer``, ``lr``, ``betas``/``momentum``, ``weight_decay``, the schedule
+    and ``grad_clip``. Per-part learning rates come from the model's ``param_groups`` as ratios of ``lr``.
+    """
 
     epochs: int = 100
     batch_size: int = 16
+    optimizer: str = "adamw"  # adamw | adam | sgd
     lr: float = BASE_LR  # for batch 16; see scaled_lr() for other batch sizes
-    weight_decay: float = 1e-4  # not applied to 1-D tensors and biases
-    betas: tuple[float, float] = (0.9, 0.999)
+    weight_decay: float = 1e-4  # MambaAD: not applied to 1-D tensors and biases
+    betas: tuple[float, float] = (0.9, 0.999)  # adam / adamw
+    momentum: float = 0.9  # sgd
     lr_decay_at: float = 0.8  # fraction of the epochs after which lr is multiplied by lr_decay
     lr_decay: float = 0.1
     grad_clip: float = 5.0  # global L2 norm; 0 disables
@@ -131,7 +162,14 @@ class TrainConfig:
     def __post_init__(self) -> None:
         _check(self.epochs > 0, "train.epochs", "must be > 0", self.epochs)
         _check(self.batch_size > 0, "train.batch_size", "must be > 0", self.batch_size)
+        _check(
+            self.optimizer in OPTIMIZERS,
+            "train.optimizer",
+            f"must be one of {', '.join(OPTIMIZERS)}",
+            self.optimizer,
+        )
         _check(self.lr > 0, "train.lr", "must be > 0", self.lr)
+        _check(0.0 <= self.momentum < 1.0, "train.momentum", "must be in [0, 1)", self.momentum)
         _check(self.weight_decay >= 0, "train.weight_decay", "must be >= 0", self.weight_decay)
         _check(all(0.0 <= b < 1.0 for b in self.betas), "train.betas", "must both be in [0, 1)", self.betas)
         _check(0.0 < self.lr_decay_at <= 1.0, "train.lr_decay_at", "must be in (0, 1]", self.lr_decay_at)

@@ -1,10 +1,13 @@
-"""The official optimiser recipe: AdamW with two parameter groups and one step-down of the learning rate.
+"""The optimiser and its schedule, built from the model's parameter groups and the ``train`` config.
 
-Weight decay applies to weight matrices and kernels only: parameters with ``ndim <= 1`` (norms, SSM
-vectors such as ``D`` and ``A_log`` rows) and every ``*.bias`` are left undecayed, as the released
-training code does. The frozen encoder never reaches the optimiser. The learning rate is multiplied by
-``lr_decay`` once ``lr_decay_at`` of all iterations are done; it is a pure function of the iteration,
-so resuming needs no scheduler state beyond the iteration counter.
+``train.optimizer`` picks Adam, AdamW or SGD (with ``train.betas`` / ``train.momentum``); the groups come from
+the model: ``model.param_groups(lr, weight_decay)`` when it has one (MambaAD's official decayed / undecayed
+split, SimpleNet's adaptor / discriminator and DeSTSeg's student / residual / head learning rates), else one
+group of ``model.trainable_parameters()``. Every group remembers its own ``base_lr``; the schedule multiplies
+each group's base by the same factor (:func:`lr_factor`: 1, then ``lr_decay`` once ``lr_decay_at`` of all
+iterations are done), so the ratios between groups that a paper prescribes hold for the whole run. The
+factor is a pure function of the iteration, so resuming needs no scheduler state beyond the iteration counter.
+The frozen encoder never reaches the optimiser.
 """
 
 from __future__ import annotations
@@ -15,42 +18,85 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from mambaad.config import TrainConfig
-from mambaad.errors import CheckpointError
+from mambaad.config import OPTIMIZERS, TrainConfig
+from mambaad.errors import CheckpointError, MambaADError
+from mambaad.models.recipes import decay_split
 
 
 def param_groups(
     named_params: Iterable[tuple[str, nn.Parameter]], weight_decay: float
 ) -> list[dict[str, Any]]:
     """Split trainable parameters into a decayed group and an undecayed one (ndim <= 1 or '.bias')."""
-    decay: list[nn.Parameter] = []
-    no_decay: list[nn.Parameter] = []
-    for name, p in named_params:
-        if not p.requires_grad:
+    return [{k: v for k, v in g.items() if k != "name"} for g in decay_split(named_params, weight_decay)]
+
+
+def model_param_groups(model: nn.Module, cfg: TrainConfig) -> list[dict[str, Any]]:
+    """The model's optimiser groups at ``cfg.lr``, each with ``lr``, ``base_lr``, ``weight_decay``, ``name``.
+
+    Empty groups are dropped; every trainable parameter must be in exactly one group.
+    """
+    if hasattr(model, "param_groups"):
+        groups = [dict(g) for g in model.param_groups(cfg.lr, cfg.weight_decay)]
+    else:
+        params = [p for _, p in model.trainable_parameters() if p.requires_grad]
+        groups = [{"name": "all", "params": params}]
+    out = []
+    for i, g in enumerate(groups):
+        g["params"] = list(g["params"])
+        if not g["params"]:
             continue
-        (no_decay if p.ndim <= 1 or name.endswith(".bias") else decay).append(p)
-    return [
-        {"params": decay, "weight_decay": weight_decay},
-        {"params": no_decay, "weight_decay": 0.0},
-    ]
+        g.setdefault("name", f"group{i}")
+        g.setdefault("lr", cfg.lr)
+        g.setdefault("weight_decay", cfg.weight_decay)
+        g["base_lr"] = g["lr"]
+        out.append(g)
+    seen = [id(p) for g in out for p in g["params"]]
+    wanted = {id(p) for _, p in model.trainable_parameters() if p.requires_grad}
+    if len(seen) != len(set(seen)) or set(seen) != wanted:
+        raise MambaADError(f"{type(model).__name__}.param_groups must hold every trainable parameter once")
+    return out
 
 
-def build_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.AdamW:
-    """AdamW over ``model.trainable_parameters()`` with the two official groups."""
-    groups = param_groups(model.trainable_parameters(), cfg.weight_decay)
-    return torch.optim.AdamW(groups, lr=cfg.lr, betas=tuple(cfg.betas))
+def build_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
+    """``cfg.optimizer`` over the model's groups (see :func:`model_param_groups`)."""
+    groups = model_param_groups(model, cfg)
+    if cfg.optimizer == "adamw":
+        return torch.optim.AdamW(groups, lr=cfg.lr, betas=tuple(cfg.betas))
+    if cfg.optimizer == "adam":  # weight decay as an L2 term in the gradient, as the papers' Adam
+        return torch.optim.Adam(groups, lr=cfg.lr, betas=tuple(cfg.betas))
+    if cfg.optimizer == "sgd":
+        return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum)
+    raise MambaADError(f"train.optimizer {cfg.optimizer!r} is not one of {', '.join(OPTIMIZERS)}")
+
+
+def lr_factor(iteration: int, total_iterations: int, cfg: TrainConfig) -> float:
+    """Schedule multiplier of step ``iteration`` (0-based): 1, then ``lr_decay`` from the milestone on."""
+    milestone = int(cfg.lr_decay_at * total_iterations)
+    return cfg.lr_decay if iteration >= milestone else 1.0
 
 
 def lr_at(iteration: int, total_iterations: int, cfg: TrainConfig) -> float:
-    """Learning rate of step ``iteration`` (0-based): ``lr``, then ``lr * lr_decay`` from the milestone on."""
-    milestone = int(cfg.lr_decay_at * total_iterations)
-    return cfg.lr * (cfg.lr_decay if iteration >= milestone else 1.0)
+    """Learning rate of a group whose base is ``cfg.lr`` at step ``iteration``."""
+    return cfg.lr * lr_factor(iteration, total_iterations, cfg)
 
 
-def set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:
-    """Set the learning rate of every group (called before each step)."""
+def set_lr_factor(optimizer: torch.optim.Optimizer, factor: float) -> None:
+    """Set every group's lr to its own ``base_lr`` times ``factor`` (called before each step)."""
     for group in optimizer.param_groups:
-        group["lr"] = lr
+        group["lr"] = group["base_lr"] * factor
+
+
+def restore_base_lrs(optimizer: torch.optim.Optimizer, base_lrs: list[float]) -> None:
+    """After ``load_state_dict``: the base learning rates of the current config win over stored ones.
+
+    Checkpoints written before groups had a ``base_lr`` load too; a changed ``train.lr`` applies on resume.
+    """
+    if len(base_lrs) != len(optimizer.param_groups):
+        raise CheckpointError(
+            f"optimizer state has {len(optimizer.param_groups)} parameter groups, the model {len(base_lrs)}"
+        )
+    for group, base in zip(optimizer.param_groups, base_lrs):
+        group["base_lr"] = base
 
 
 def _plain(value: Any) -> Any:

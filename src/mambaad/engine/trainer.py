@@ -1,4 +1,4 @@
-"""The training loop: data, model, AdamW, periodic evaluation, checkpoints, resume, logs.
+"""The training loop: data, model, its optimiser recipe, periodic evaluation, checkpoints, resume, logs.
 
 One call, :func:`train`, turns a :class:`~mambaad.config.RunConfig` into a run folder::
 
@@ -46,8 +46,9 @@ from mambaad.engine.evaluator import EvalResult, autocast_context, evaluate_mode
 from mambaad.engine.optim import (
     build_optimizer,
     flatten_optimizer_state,
-    lr_at,
-    set_lr,
+    lr_factor,
+    restore_base_lrs,
+    set_lr_factor,
     unflatten_optimizer_state,
 )
 from mambaad.engine.seed import capture_rng_state, epoch_generator, restore_rng_state, seed_everything
@@ -119,6 +120,8 @@ def build_model(cfg: RunConfig) -> nn.Module:
             d_state=m.d_state,
             expand=m.expand,
             drop_path_rate=m.drop_path_rate,
+            lss_branches=m.lss_branches,
+            local_kernels=tuple(m.local_kernels),
             scan_backend=m.scan_backend,
         )
     return create_model(m.model, **options)
@@ -286,7 +289,9 @@ def train(
     rng_restored = True
     if resume:
         load_state(model, {k[6:]: v for k, v in state_tensors.items() if k.startswith("model.")}, run_dir)
+        base_lrs = [g["base_lr"] for g in optimizer.param_groups]
         optimizer.load_state_dict(unflatten_optimizer_state(state_meta["optimizer"], state_tensors))
+        restore_base_lrs(optimizer, base_lrs)
         if world > 1:
             rng_restored = _restore_rank_rng(state_meta, state_tensors, cfg.train.seed)
         else:
@@ -308,6 +313,10 @@ def train(
             f"training {cfg.model.model} ({cfg.model.encoder}, {n_train / 1e6:.2f} M trainable) on "
             f"{len(classes)} classes, {len(train_samples)} images, {cfg.train.epochs} epochs, device {device}"
         )
+        groups = ", ".join(
+            f"{g['name']} lr {g['base_lr']:.3g} wd {g['weight_decay']:.3g}" for g in optimizer.param_groups
+        )
+        log(f"optimizer {cfg.train.optimizer}: {groups}; grad clip {cfg.train.grad_clip or 'off'}")
     if world > 1:
         log(
             f"DDP: {world} processes ({'nccl' if device.type == 'cuda' else 'gloo'}), global batch "
@@ -360,7 +369,7 @@ def train(
             images = batch["image"].to(device, non_blocking=True)  # (B, 3, S, S)
             if cfg.train.channels_last:
                 images = images.contiguous(memory_format=torch.channels_last)
-            set_lr(optimizer, lr_at(iteration, total, cfg.train))
+            set_lr_factor(optimizer, lr_factor(iteration, total, cfg.train))
             with autocast_context(device, cfg.train.bf16):
                 loss = ddp_model(images) if ddp_model is not None else model.training_loss(images)
             optimizer.zero_grad(set_to_none=True)

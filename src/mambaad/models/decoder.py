@@ -5,7 +5,8 @@
                 K*D channels, the K outputs written back to the grid and summed, norm, SiLU gate.
     HSSBlock    Hybrid State Space block: X + DropPath(SS2D(LayerNorm(X))).
     LSSModule   cascaded HSS blocks (global) in parallel with 5x5 and 7x7 depthwise branches
-                (local), fused by a 1x1 conv, plus the input (residual).
+                (local), fused by a 1x1 conv, plus the input (residual). For the paper's ablation either
+                part can be left out (``use_hss=False``: convolutions only; ``kernels=()``: HSS only).
     PatchExpand 2x upsampling: a linear map to 4 x C_out channels moved into 2 x 2 pixels.
     MambaDecoder four stages, deep to shallow; returns the last three stage outputs shallow-first.
 
@@ -224,7 +225,11 @@ class LocalBranch(nn.Module):
 
 
 class LSSModule(nn.Module):
-    """X + Conv1x1([HSS chain(X); Local5(X); Local7(X)]): global scans plus local convolutions."""
+    """X + Conv1x1([HSS chain(X); Local5(X); Local7(X)]): global scans plus local convolutions.
+
+    ``use_hss=False`` drops the HSS chain (convolutions only) and ``kernels=()`` the local branches (HSS
+    only), the LSS ablation of the paper; the default builds both with the official parameter names.
+    """
 
     def __init__(
         self,
@@ -232,16 +237,22 @@ class LSSModule(nn.Module):
         num_hss: int,
         drop_path: float = 0.0,
         kernels: tuple[int, ...] = (5, 7),
+        use_hss: bool = True,
         **ss2d_kwargs: object,
     ) -> None:
         super().__init__()
-        self.hss = nn.Sequential(*[HSSBlock(dim, drop_path, **ss2d_kwargs) for _ in range(num_hss)])
+        if not use_hss and not kernels:
+            raise ValueError("LSSModule needs the HSS chain or at least one local kernel")
+        self.use_hss = use_hss
+        blocks = num_hss if use_hss else 0
+        self.hss = nn.Sequential(*[HSSBlock(dim, drop_path, **ss2d_kwargs) for _ in range(blocks)])
         self.local = nn.ModuleList([LocalBranch(dim, k) for k in kernels])
-        self.fuse = nn.Conv2d(dim * (1 + len(kernels)), dim, 1)
+        self.fuse = nn.Conv2d(dim * (int(use_hss) + len(kernels)), dim, 1)
 
     def forward(self, x: Tensor) -> Tensor:  # (B, H, W, C) -> (B, H, W, C)
         x_cf = x.permute(0, 3, 1, 2)  # (B, C, H, W)
-        branches = [self.hss(x).permute(0, 3, 1, 2)] + [branch(x_cf) for branch in self.local]
+        branches = [self.hss(x).permute(0, 3, 1, 2)] if self.use_hss else []
+        branches += [branch(x_cf) for branch in self.local]
         return x + self.fuse(torch.cat(branches, dim=1)).permute(0, 2, 3, 1)
 
 

@@ -17,7 +17,7 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
-from mambaad.errors import MambaADError
+from mambaad.errors import ConfigError, MambaADError
 from mambaad.models.anomaly_map import (
     cosine_distance_maps,
     fuse_maps,
@@ -28,8 +28,23 @@ from mambaad.models.anomaly_map import (
 from mambaad.models.bottleneck import HalfFPNBottleneck
 from mambaad.models.decoder import MambaDecoder
 from mambaad.models.encoder import Encoder
+from mambaad.models.recipes import decay_split
 
 INPUT_MULTIPLE = 32  # encoder stride 16, bottleneck stride 2
+
+# The official recipe (spec §7): AdamW 5e-3 for batch 16, no decay on 1-D tensors and biases, x0.1 at 80 %.
+RECIPE = {
+    "optimizer": "adamw",
+    "lr": 0.005,
+    "betas": (0.9, 0.999),
+    "weight_decay": 1e-4,
+    "lr_decay_at": 0.8,
+    "lr_decay": 0.1,
+    "grad_clip": 5.0,
+    "epochs": 1000,  # released configs; the paper states 500, ADer's re-runs 100
+    "batch_size": 16,
+    "image_size": 256,
+}
 
 
 @dataclass
@@ -44,7 +59,8 @@ class MambaADConfig:
     d_state: int = 16  # N
     expand: int = 2  # D = expand * C
     drop_path_rate: float = 0.2
-    local_kernels: tuple[int, ...] = (5, 7)
+    local_kernels: tuple[int, ...] = (5, 7)  # depthwise kernels of the LSS local branches
+    lss_branches: str = "both"  # both | hss (scans only) | conv (local convolutions only); ablation switch
     loss_weight: float = 5.0
     gaussian_sigma: float = 4.0
     score_topk: int | None = None  # None: image score = max of the map
@@ -52,6 +68,8 @@ class MambaADConfig:
 
 class MambaAD(nn.Module):
     """The MambaAD model; see the module docstring for the public methods."""
+
+    RECIPE = RECIPE
 
     def __init__(
         self,
@@ -65,6 +83,11 @@ class MambaAD(nn.Module):
         super().__init__()
         self.config = MambaADConfig(encoder=encoder, scan=scan, directions=directions, **options)  # type: ignore[arg-type]
         cfg = self.config
+        cfg.local_kernels = tuple(cfg.local_kernels)
+        if cfg.lss_branches not in ("both", "hss", "conv"):
+            raise ConfigError(f"lss_branches must be 'both', 'hss' or 'conv', got {cfg.lss_branches!r}")
+        if cfg.lss_branches == "conv" and not cfg.local_kernels:
+            raise ConfigError("lss_branches 'conv' needs at least one local kernel")
         self.encoder = Encoder(encoder, encoder_weights)
         self.bottleneck = HalfFPNBottleneck(self.encoder.channels)
         dims = [self.bottleneck.out_channels, *reversed(self.encoder.channels)]
@@ -72,7 +95,8 @@ class MambaAD(nn.Module):
             dims,
             tuple(cfg.depths),
             cfg.drop_path_rate,
-            kernels=tuple(cfg.local_kernels),
+            kernels=() if cfg.lss_branches == "hss" else tuple(cfg.local_kernels),
+            use_hss=cfg.lss_branches != "conv",
             d_state=cfg.d_state,
             expand=cfg.expand,
             scan=scan,
@@ -111,6 +135,12 @@ class MambaAD(nn.Module):
     def trainable_parameters(self) -> list[tuple[str, nn.Parameter]]:
         """Bottleneck and decoder; the encoder is frozen."""
         return [(n, p) for n, p in self.named_parameters() if p.requires_grad]
+
+    def param_groups(self, lr: float | None = None, weight_decay: float | None = None) -> list[dict]:
+        """The official AdamW groups: weights decayed; 1-D tensors and biases not (``None``: recipe values)."""
+        lr = RECIPE["lr"] if lr is None else lr
+        wd = RECIPE["weight_decay"] if weight_decay is None else weight_decay
+        return decay_split(self.trainable_parameters(), wd, lr)
 
     def anomaly_map(
         self, enc: list[Tensor], dec: list[Tensor], smooth: bool = True, size: tuple[int, int] | None = None

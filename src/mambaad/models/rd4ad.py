@@ -13,7 +13,8 @@ Paper: "Anomaly Detection via Reverse Distillation from One-Class Embedding", §
     loss (Eq. 2-3)   sum over scales k of mean_{h,w} (1 - cos(f_E^k(h,w), f_D^k(h,w)))
     map (§3.4)       sum over scales of the upsampled 1 - cos maps, Gaussian sigma 4; score = map maximum
 
-Paper recipe (§4.1), in :data:`RECIPE`: Adam, lr 0.005, betas (0.5, 0.999), 200 epochs, batch 16, 256 px.
+Paper recipe (§4.1), in :data:`RECIPE`: Adam, lr 0.005, betas (0.5, 0.999), constant lr, no weight decay or
+gradient clipping, 200 epochs, batch 16, 256 px (``configs/rd4ad.yaml``).
 
 Deviations: residual blocks are standard ResNet bottlenecks of width C/4 (the paper copies the teacher's
 blocks, wide ones for WideResNet50), so parameter counts differ from the official model. ``loss_mode=
@@ -39,6 +40,9 @@ RECIPE = {
     "lr": 0.005,
     "betas": (0.5, 0.999),
     "weight_decay": 0.0,
+    "lr_decay_at": 1.0,
+    "lr_decay": 1.0,  # constant learning rate
+    "grad_clip": 0.0,
     "epochs": 200,
     "batch_size": 16,
     "image_size": 256,

@@ -13,8 +13,10 @@ Paper: "SimpleNet: A Simple Network for Image Anomaly Detection and Localization
     loss (Eq. 7)              mean(max(0, th+ - D(q))) + mean(max(0, -th- + D(q-))), th+ = 0.5, th- = -0.5
     map (§3.5)                -D(q) per location, bilinearly upsampled, Gaussian sigma 4; score = map maximum
 
-Paper recipe (§4.1) in :data:`RECIPE`: Adam, lr 1e-4 for the adaptor and 2e-4 for the discriminator (use
-:meth:`SimpleNet.param_groups`), 160 epochs, batch 8. The paper trains at 256 px then crops 224; we keep
+Paper recipe (§4.1) in :data:`RECIPE`: Adam, lr 1e-4 for the adaptor and 2e-4 for the discriminator
+(:meth:`SimpleNet.param_groups` keeps this 1 : 2 ratio for any ``train.lr``), weight decay 1e-5, 160 epochs,
+batch 8 (``configs/simplenet.yaml``). The authors' code also anneals the discriminator's lr (cosine, to 0.4 x);
+the paper does not state it and we keep it constant. The paper trains at 256 px then crops 224; we keep
 the package's 256 px. ``discriminator_hidden`` (1024) is not stated in the paper; it is a common choice.
 """
 
@@ -30,13 +32,17 @@ from torch import Tensor, nn
 from mambaad.errors import ConfigError, MambaADError
 from mambaad.models.anomaly_map import gaussian_blur, image_scores
 from mambaad.models.encoder import Encoder
+from mambaad.models.recipes import part_groups
 
 RECIPE = {
     "optimizer": "adam",
-    "lr": 1e-4,  # adaptor; the discriminator gets 2 x lr through param_groups
-    "param_lrs": {"adaptor": 1e-4, "discriminator": 2e-4},
+    "lr": 1e-4,  # the adaptor's; the discriminator gets 2 x lr through param_groups
+    "group_lrs": {"adaptor": 1e-4, "discriminator": 2e-4},
     "betas": (0.9, 0.999),
-    "weight_decay": 0.0,
+    "weight_decay": 1e-5,
+    "lr_decay_at": 1.0,
+    "lr_decay": 1.0,  # constant learning rate
+    "grad_clip": 0.0,
     "epochs": 160,
     "batch_size": 8,
     "image_size": 256,
@@ -115,13 +121,15 @@ class SimpleNet(nn.Module):
         """Adaptor and discriminator; the encoder is frozen."""
         return [(n, p) for n, p in self.named_parameters() if p.requires_grad]
 
-    def param_groups(self, lr: float | None = None, weight_decay: float = 0.0) -> list[dict]:
-        """Optimizer groups with the paper's learning rates: adaptor ``lr``, discriminator 2 x ``lr``."""
+    def param_groups(self, lr: float | None = None, weight_decay: float | None = None) -> list[dict]:
+        """Optimizer groups with the paper's learning rates: adaptor ``lr``, discriminator 2 x ``lr``.
+
+        ``None`` takes the recipe's value (lr 1e-4, weight decay 1e-5).
+        """
         lr = RECIPE["lr"] if lr is None else lr
-        return [
-            {"params": list(self.adaptor.parameters()), "lr": lr, "weight_decay": weight_decay},
-            {"params": list(self.discriminator.parameters()), "lr": 2 * lr, "weight_decay": weight_decay},
-        ]
+        wd = RECIPE["weight_decay"] if weight_decay is None else weight_decay
+        parts = {"adaptor": self.adaptor.parameters(), "discriminator": self.discriminator.parameters()}
+        return part_groups(parts, RECIPE, lr, wd)
 
     def forward(self, x: Tensor) -> Tensor:
         """(B, 3, H, W) -> discriminator scores (B, 1, h, w) of the adapted features (high = normal)."""
