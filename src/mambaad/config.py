@@ -145,7 +145,7 @@ class TrainConfig:
     epochs: int = 100
     batch_size: int = 16
     optimizer: str = "adamw"  # adamw | adam | sgd
-    lr: float = BASE_LR  # for batch 16; see scaled_lr() for other batch sizes
+    lr: float | None = None  # None: the spec's rule 0.005 x batch_size / 16 (see base_lr)
     weight_decay: float = 1e-4  # MambaAD: not applied to 1-D tensors and biases
     betas: tuple[float, float] = (0.9, 0.999)  # adam / adamw
     momentum: float = 0.9  # sgd
@@ -168,7 +168,7 @@ class TrainConfig:
             f"must be one of {', '.join(OPTIMIZERS)}",
             self.optimizer,
         )
-        _check(self.lr > 0, "train.lr", "must be > 0", self.lr)
+        _check(self.lr is None or self.lr > 0, "train.lr", "must be > 0 or null (scaled)", self.lr)
         _check(0.0 <= self.momentum < 1.0, "train.momentum", "must be in [0, 1)", self.momentum)
         _check(self.weight_decay >= 0, "train.weight_decay", "must be >= 0", self.weight_decay)
         _check(all(0.0 <= b < 1.0 for b in self.betas), "train.betas", "must both be in [0, 1)", self.betas)
@@ -178,6 +178,15 @@ class TrainConfig:
         _check(
             self.eval_every >= 0, "train.eval_every", "must be >= 0 (0 = only at the end)", self.eval_every
         )
+
+    @property
+    def base_lr(self) -> float:
+        """The learning rate in use: ``lr`` when set, else 0.005 x the global batch / 16 (spec §7).
+
+        Kept unresolved in the config so that ``--batch-size 64`` alone rescales it (4 GPUs x 16 images
+        train at 0.02 like the official multi-GPU recipe), while an explicit ``train.lr`` always wins.
+        """
+        return self.lr if self.lr is not None else scaled_lr(self.batch_size)
 
 
 @dataclass

@@ -31,12 +31,12 @@ def param_groups(
 
 
 def model_param_groups(model: nn.Module, cfg: TrainConfig) -> list[dict[str, Any]]:
-    """The model's optimiser groups at ``cfg.lr``, each with ``lr``, ``base_lr``, ``weight_decay``, ``name``.
+    """The model's optimiser groups at ``cfg.base_lr``, each with ``lr``, ``base_lr``, ``weight_decay``, ``name``.
 
     Empty groups are dropped; every trainable parameter must be in exactly one group.
     """
     if hasattr(model, "param_groups"):
-        groups = [dict(g) for g in model.param_groups(cfg.lr, cfg.weight_decay)]
+        groups = [dict(g) for g in model.param_groups(cfg.base_lr, cfg.weight_decay)]
     else:
         params = [p for _, p in model.trainable_parameters() if p.requires_grad]
         groups = [{"name": "all", "params": params}]
@@ -46,7 +46,7 @@ def model_param_groups(model: nn.Module, cfg: TrainConfig) -> list[dict[str, Any
         if not g["params"]:
             continue
         g.setdefault("name", f"group{i}")
-        g.setdefault("lr", cfg.lr)
+        g.setdefault("lr", cfg.base_lr)
         g.setdefault("weight_decay", cfg.weight_decay)
         g["base_lr"] = g["lr"]
         out.append(g)
@@ -61,11 +61,11 @@ def build_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer
     """``cfg.optimizer`` over the model's groups (see :func:`model_param_groups`)."""
     groups = model_param_groups(model, cfg)
     if cfg.optimizer == "adamw":
-        return torch.optim.AdamW(groups, lr=cfg.lr, betas=tuple(cfg.betas))
+        return torch.optim.AdamW(groups, lr=cfg.base_lr, betas=tuple(cfg.betas))
     if cfg.optimizer == "adam":  # weight decay as an L2 term in the gradient, as the papers' Adam
-        return torch.optim.Adam(groups, lr=cfg.lr, betas=tuple(cfg.betas))
+        return torch.optim.Adam(groups, lr=cfg.base_lr, betas=tuple(cfg.betas))
     if cfg.optimizer == "sgd":
-        return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum)
+        return torch.optim.SGD(groups, lr=cfg.base_lr, momentum=cfg.momentum)
     raise MambaADError(f"train.optimizer {cfg.optimizer!r} is not one of {', '.join(OPTIMIZERS)}")
 
 
@@ -76,8 +76,8 @@ def lr_factor(iteration: int, total_iterations: int, cfg: TrainConfig) -> float:
 
 
 def lr_at(iteration: int, total_iterations: int, cfg: TrainConfig) -> float:
-    """Learning rate of a group whose base is ``cfg.lr`` at step ``iteration``."""
-    return cfg.lr * lr_factor(iteration, total_iterations, cfg)
+    """Learning rate of a group whose base is ``cfg.base_lr`` at step ``iteration``."""
+    return cfg.base_lr * lr_factor(iteration, total_iterations, cfg)
 
 
 def set_lr_factor(optimizer: torch.optim.Optimizer, factor: float) -> None:

@@ -31,7 +31,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from mambaad.config import RunConfig, config_from_dict, config_to_dict, dump_yaml, scaled_lr
+from mambaad.config import RunConfig, config_from_dict, config_to_dict, dump_yaml
 from mambaad.deploy.calibrate import calibrate_run, split_holdout
 from mambaad.engine import distributed as dist
 from mambaad.engine.checkpoint import (
@@ -178,6 +178,9 @@ def _wrap_ddp(model: nn.Module, device: torch.device, cfg: RunConfig) -> nn.Modu
     """``DistributedDataParallel`` around ``model.training_loss`` (gradients averaged over the ranks).
 
     Models other than MambaAD may leave parameters unused in a step, so DDP looks for them there.
+    Buffers are not re-broadcast every step: the frozen encoder's are constant and the trainable
+    BatchNorm layers are SyncBatchNorm, whose running statistics every rank updates identically. Gradients
+    live in DDP's buckets (no copy between the two).
     """
     from torch.nn.parallel import DistributedDataParallel
 
@@ -185,6 +188,8 @@ def _wrap_ddp(model: nn.Module, device: torch.device, cfg: RunConfig) -> nn.Modu
         dist.LossModule(model),
         device_ids=[device.index] if device.type == "cuda" else None,
         find_unused_parameters=cfg.model.model != "mambaad",
+        broadcast_buffers=False,
+        gradient_as_bucket_view=True,
     )
 
 
@@ -320,8 +325,8 @@ def train(
     if world > 1:
         log(
             f"DDP: {world} processes ({'nccl' if device.type == 'cuda' else 'gloo'}), global batch "
-            f"{cfg.train.batch_size} = {local_batch} per process, lr {cfg.train.lr:.4g} for the global batch "
-            f"(train.lr; the spec's 0.005 x {cfg.train.batch_size} / 16 = {scaled_lr(cfg.train.batch_size):.4g}), "
+            f"{cfg.train.batch_size} = {local_batch} per process, lr {cfg.train.base_lr:.4g} for the global "
+            f"batch ({'train.lr' if cfg.train.lr is not None else 'the spec: 0.005 x global batch / 16'}), "
             f"{n_sync_bn} SyncBatchNorm layers"
         )
         if resume and not rng_restored:
