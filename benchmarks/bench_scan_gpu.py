@@ -125,6 +125,7 @@ def main() -> int:
     methods: dict[str, Callable[..., torch.Tensor]] = {
         "triton": lambda *a: hybrid_selective_scan(*a, backend="triton"),
         "triton-chunkfwd": lambda *a: hybrid_selective_scan(*a, backend="triton", fwd_kernel="chunk"),
+        "triton-seqbwd": lambda *a: hybrid_selective_scan(*a, backend="triton", bwd_kernel="seq"),
     }
     for name in list_backends():
         methods[f"torch-{name}"] = lambda *a, _n=name: hybrid_selective_scan(

@@ -122,6 +122,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--bf16", action="store_true", help="bf16 autocast")
     p.add_argument("--channels-last", action="store_true")
     p.add_argument("--cuda-graph", action="store_true", help="inference replayed from a CUDA graph")
+    p.add_argument("--triton-bwd", choices=["chunk", "seq"], help="backward kernel of the Triton scan")
     p.add_argument("--steps", type=int, default=10)
     p.add_argument("--warmup", type=int, default=3)
     p.add_argument("--json", action="store_true", help="one JSON line per result")
@@ -131,6 +132,10 @@ def run(args: argparse.Namespace) -> int:
     """Measure every (backend, mode, batch size) combination and print one line each."""
     modes = [m for m, on in (("train", args.train), ("infer", args.infer)) if on] or ["train", "infer"]
     device = torch.device(args.device)
+    if args.triton_bwd:
+        from mambaad.scan import triton_scan
+
+        triton_scan.BWD_KERNEL = args.triton_bwd
     for backend in args.backend or ["auto"]:
         model = create_model(args.model, encoder=args.encoder, scan_backend=backend).to(device)
         for mode in modes:

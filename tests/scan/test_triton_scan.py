@@ -25,14 +25,17 @@ from mambaad.scan.triton_scan import hybrid_selective_scan, hybrid_selective_sca
 
 pytest.importorskip("triton")
 
-# (name, batch, K, D, N, H, W, chunk, block_d, curve, with_skip, softplus, channels_last, fwd_kernel)
+# (name, batch, K, D, N, H, W, chunk, block_d, curve, with_skip, softplus, channels_last, fwd, bwd kernel)
 CASES = [
-    ("L1", 1, 2, 4, 4, 1, 1, 16, None, "hilbert", True, True, False, "auto"),
-    ("odd_L15_chunks", 2, 8, 3, 2, 3, 5, 4, 2, "hilbert", True, True, False, "seq"),
-    ("odd_L15_chunks_fwdchunk", 2, 8, 3, 2, 3, 5, 4, 2, "hilbert", True, True, False, "chunk"),
-    ("L16_noskip", 1, 8, 2, 4, 4, 4, 8, None, "zigzag", False, False, False, "seq"),
-    ("L33_strided", 1, 4, 2, 3, 3, 11, 16, None, "scan", True, True, True, "seq"),
-    ("L33_strided_fwdchunk", 1, 4, 2, 3, 3, 11, 16, None, "scan", True, True, True, "chunk"),
+    ("L1", 1, 2, 4, 4, 1, 1, 16, None, "hilbert", True, True, False, "auto", "chunk"),
+    ("odd_L15_chunks", 2, 8, 3, 2, 3, 5, 4, 2, "hilbert", True, True, False, "seq", "chunk"),
+    ("odd_L15_chunks_fwdchunk", 2, 8, 3, 2, 3, 5, 4, 2, "hilbert", True, True, False, "chunk", "chunk"),
+    ("odd_L15_bwdseq", 2, 8, 3, 2, 3, 5, 4, 2, "hilbert", True, True, False, "seq", "seq"),
+    ("L16_noskip", 1, 8, 2, 4, 4, 4, 8, None, "zigzag", False, False, False, "seq", "chunk"),
+    ("L16_noskip_bwdseq", 1, 8, 2, 4, 4, 4, 8, None, "zigzag", False, False, False, "auto", "seq"),
+    ("L33_strided", 1, 4, 2, 3, 3, 11, 16, None, "scan", True, True, True, "seq", "chunk"),
+    ("L33_strided_fwdchunk", 1, 4, 2, 3, 3, 11, 16, None, "scan", True, True, True, "chunk", "chunk"),
+    ("L33_strided_bwdseq", 1, 4, 2, 3, 3, 11, 16, None, "scan", True, True, True, "chunk", "seq"),
 ]
 
 _SCRIPT = textwrap.dedent(
@@ -44,7 +47,7 @@ _SCRIPT = textwrap.dedent(
 
     torch.manual_seed(0)
     results = {}
-    for name, b, k, d, n, h, w, chunk, block_d, curve, skip, softplus, cl, fwd in json.loads(sys.argv[1]):
+    for name, b, k, d, n, h, w, chunk, block_d, curve, skip, softplus, cl, fwd, bwd in json.loads(sys.argv[1]):
         length = h * w
         orders = scan_orders(curve, h, w, k)
         f64 = torch.float64
@@ -67,7 +70,8 @@ _SCRIPT = textwrap.dedent(
         if cl:
             x32[0] = x32[0].detach().transpose(1, 2).contiguous().transpose(1, 2).requires_grad_()
         y = hybrid_selective_scan(
-            *x32, orders, softplus, backend="triton", chunk=chunk, block_d=block_d, fwd_kernel=fwd
+            *x32, orders, softplus, backend="triton", chunk=chunk, block_d=block_d, fwd_kernel=fwd,
+            bwd_kernel=bwd,
         )
         ref = hybrid_selective_scan(*x64, orders, softplus, backend="torch")
         grad = torch.randn_like(ref)

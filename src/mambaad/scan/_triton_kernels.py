@@ -267,3 +267,126 @@ def fwd_seq_kernel(
         pt = tl.load(ord_base + offs_t, mask=mask_t, other=0)  # (UNROLL,)
         m_td = mask_t[:, None] & mask_d[None, :]
         tl.atomic_add(o_base + pt[:, None] * so_l, y_tile, mask=m_td, sem="relaxed")
+
+
+@triton.jit
+def bwd_seq_kernel(
+    u_ptr, dl_ptr, at_ptr, b_ptr, c_ptr, dskip_ptr, bias_ptr, ord_ptr, dout_ptr, hs_ptr, scratch_ptr,
+    du_ptr, ddl_ptr, dat_ptr, db_ptr, dc_ptr, dd_ptr, dbias_ptr,
+    K, D, L, N, n_chunks,
+    su_b, su_d, su_l,
+    sd_b, sd_k, sd_d, sd_l,
+    sb_b, sb_k, sb_n, sb_l,
+    sc_b, sc_k, sc_n, sc_l,
+    so_b, so_d, so_l,
+    HAS_D: tl.constexpr, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr,
+    BLOCK_D: tl.constexpr, BLOCK_N: tl.constexpr, CHUNK: tl.constexpr,
+):  # fmt: skip
+    # The step kernel's layout run backwards: one thread per channel with its N states in registers.
+    # Chunks are visited in reverse; a chunk's states are first recomputed forward from the saved chunk
+    # state into this program's scratch (slot j holds the state entering step j), then the adjoint
+    #     g_t = exp(delta_{t+1} A) g_{t+1} + C_t dy_t
+    # walks the chunk backwards, one step at a time. dB / dC are summed over this program's channels in
+    # registers and added once per step and program. Gradient buffers are fp32 with the channels (or
+    # states) innermost: du (B, L, D), ddelta (B, K, L, D), dA^T (N, K*D), dB / dC (B, K, L, N).
+    pid_bk = tl.program_id(0)
+    pid_d = tl.program_id(1)
+    b = pid_bk // K
+    k = pid_bk % K
+    offs_d = pid_d * BLOCK_D + tl.arange(0, BLOCK_D)
+    offs_n = tl.arange(0, BLOCK_N)
+    mask_d = offs_d < D
+    mask_n = offs_n < N
+    ch = k * D + offs_d
+    mask_nd = mask_n[:, None] & mask_d[None, :]
+    a_mat = tl.load(at_ptr + offs_n[:, None] * (K * D) + ch[None, :], mask=mask_nd, other=0.0).to(tl.float32)
+    a2 = a_mat * LOG2E  # (BN, BD)
+    if HAS_D:
+        dskip = tl.load(dskip_ptr + ch, mask=mask_d, other=0.0).to(tl.float32)
+    if HAS_BIAS:
+        bias = tl.load(bias_ptr + ch, mask=mask_d, other=0.0).to(tl.float32)
+    u_base = u_ptr + b * su_b + offs_d * su_d  # (BD,)
+    d_base = dl_ptr + b * sd_b + k * sd_k + offs_d * sd_d
+    g_base = dout_ptr + b * so_b + offs_d * so_d
+    b_base = b_ptr + b * sb_b + k * sb_k + offs_n * sb_n  # (BN,)
+    c_base = c_ptr + b * sc_b + k * sc_k + offs_n * sc_n
+    hs_base = hs_ptr + (b * K + k) * n_chunks * N * D + offs_n[:, None] * D + offs_d[None, :]  # (BN, BD)
+    program = pid_bk * tl.num_programs(1) + pid_d
+    scr_base = scratch_ptr + program * (CHUNK * BLOCK_N * BLOCK_D)
+    scr_base = scr_base + offs_n[:, None] * BLOCK_D + tl.arange(0, BLOCK_D)[None, :]  # slot j: + j * BN * BD
+    du_base = du_ptr + b * L * D + offs_d  # (B, L, D)
+    ddl_base = ddl_ptr + (b * K + k) * L * D + offs_d  # (B, K, L, D)
+    db_base = db_ptr + (b * K + k) * L * N + offs_n  # (B, K, L, N)
+    dc_base = dc_ptr + (b * K + k) * L * N + offs_n
+    ord_base = ord_ptr + k * L
+    g_carry = tl.zeros((BLOCK_N, BLOCK_D), dtype=tl.float32)  # exp(delta_{t+1} A) g_{t+1}
+    da_acc = tl.zeros((BLOCK_N, BLOCK_D), dtype=tl.float32)
+    dd_acc = tl.zeros((BLOCK_D,), dtype=tl.float32)
+    dbias_acc = tl.zeros((BLOCK_D,), dtype=tl.float32)
+    for i in range(n_chunks):
+        c = n_chunks - 1 - i
+        t0 = c * CHUNK
+        h = tl.load(hs_base + c * N * D, mask=mask_nd, other=0.0)
+        for j in range(CHUNK):  # recompute the chunk's states
+            valid = t0 + j < L
+            tl.store(scr_base + j * (BLOCK_N * BLOCK_D), h)
+            p = tl.load(ord_base + t0 + j, mask=valid, other=0)
+            m = mask_d & valid
+            u = tl.load(u_base + p * su_l, mask=m, other=0.0).to(tl.float32)
+            dt = tl.load(d_base + p * sd_l, mask=m, other=0.0).to(tl.float32)
+            if HAS_BIAS:
+                dt = dt + bias
+            if SOFTPLUS:
+                dt = _softplus(dt)
+            dt = tl.where(m, dt, 0.0)
+            bt = tl.load(b_base + p * sb_l, mask=mask_n & valid, other=0.0).to(tl.float32)
+            h = tl.exp2(dt[None, :] * a2) * h + (dt * u)[None, :] * bt[:, None]
+        tl.debug_barrier()
+        for jj in range(CHUNK):  # the adjoint, backwards through the chunk
+            j = CHUNK - 1 - jj
+            valid = t0 + j < L
+            hp = tl.load(scr_base + j * (BLOCK_N * BLOCK_D))  # state entering step t
+            p = tl.load(ord_base + t0 + j, mask=valid, other=0)
+            m = mask_d & valid
+            mn = mask_n & valid
+            u = tl.load(u_base + p * su_l, mask=m, other=0.0).to(tl.float32)
+            raw = tl.load(d_base + p * sd_l, mask=m, other=0.0).to(tl.float32)
+            if HAS_BIAS:
+                raw = raw + bias
+            if SOFTPLUS:
+                dt = _softplus(raw)
+            else:
+                dt = raw
+            dt = tl.where(m, dt, 0.0)
+            bt = tl.load(b_base + p * sb_l, mask=mn, other=0.0).to(tl.float32)
+            ct = tl.load(c_base + p * sc_l, mask=mn, other=0.0).to(tl.float32)
+            dy = tl.load(g_base + p * so_l, mask=m, other=0.0).to(tl.float32)  # (BD,)
+            decay = tl.exp2(dt[None, :] * a2)  # (BN, BD)
+            dtu = dt * u
+            h_t = decay * hp + dtu[None, :] * bt[:, None]
+            g = g_carry + ct[:, None] * dy[None, :]  # dL/dh_t
+            gh = g * decay * hp
+            da_acc += gh * dt[None, :]
+            gb = tl.sum(g * bt[:, None], axis=0)  # (BD,)
+            ddt = tl.sum(gh * a_mat, axis=0) + gb * u
+            du = gb * dt
+            if HAS_D:
+                du += dskip * dy
+                dd_acc += dy * u
+            if SOFTPLUS:
+                ddt = ddt * tl.sigmoid(raw)
+            ddt = tl.where(m, ddt, 0.0)
+            dbias_acc += ddt
+            tl.store(ddl_base + p * D, ddt, mask=m)
+            tl.atomic_add(du_base + p * D, du, mask=m, sem="relaxed")
+            dbt = tl.sum(g * dtu[None, :], axis=1)  # (BN,): over this program's channels
+            dct = tl.sum(h_t * dy[None, :], axis=1)
+            tl.atomic_add(db_base + p * N, dbt, mask=mn, sem="relaxed")
+            tl.atomic_add(dc_base + p * N, dct, mask=mn, sem="relaxed")
+            g_carry = decay * g
+        tl.debug_barrier()  # the next chunk overwrites the scratch
+    tl.atomic_add(dat_ptr + offs_n[:, None] * (K * D) + ch[None, :], da_acc, mask=mask_nd, sem="relaxed")
+    if HAS_D:
+        tl.atomic_add(dd_ptr + ch, dd_acc, mask=mask_d, sem="relaxed")
+    if HAS_BIAS:
+        tl.atomic_add(dbias_ptr + ch, dbias_acc, mask=mask_d, sem="relaxed")

@@ -100,7 +100,12 @@ def _kernels() -> dict[str, Any]:
     """The jitted kernels; imported on first use so ``import mambaad`` never imports triton."""
     from mambaad.scan import _triton_kernels as kern
 
-    return {"fwd": kern.fwd_kernel, "fwd_seq": kern.fwd_seq_kernel, "bwd": kern.bwd_kernel}
+    return {
+        "fwd": kern.fwd_kernel,
+        "fwd_seq": kern.fwd_seq_kernel,
+        "bwd": kern.bwd_kernel,
+        "bwd_seq": kern.bwd_seq_kernel,
+    }
 
 
 # ---------------------------------------------------------------- launch helpers
@@ -128,6 +133,7 @@ def _launch_config(
 
 
 SEQ_BLOCK_D = 32  # channels per program of the step-by-step forward (one warp; H200 sweep, 2026-11-28)
+BWD_KERNEL = "chunk"  # default backward kernel: "chunk" or "seq" (benchmarks switch it to compare)
 SEQ_MIN_PROGRAMS = 256  # below this many programs a long sequence is latency-bound: use the chunked scan
 
 
@@ -171,6 +177,7 @@ class _HybridScanFn(torch.autograd.Function):
         chunk: int,
         num_warps: int,
         fwd: tuple[str, int, int],
+        bwd_kind: str,
     ) -> Tensor:
         kern = _kernels()
         bsz, d, length = u.shape
@@ -210,13 +217,16 @@ class _HybridScanFn(torch.autograd.Function):
             )  # fmt: skip
         if save:
             ctx.save_for_backward(u, delta, A, B, C, D, delta_bias, orders32, states)
-            ctx.cfg = (delta_softplus, block_d, chunk, num_warps, n_chunks)
+            ctx.cfg = (delta_softplus, block_d, chunk, num_warps, n_chunks, bwd_kind)
         return out
 
     @staticmethod
     def backward(ctx: Any, dout: Tensor) -> tuple[Tensor | None, ...]:  # type: ignore[override]
         u, delta, A, B, C, D, delta_bias, orders32, states = ctx.saved_tensors
-        delta_softplus, block_d, chunk, num_warps, n_chunks = ctx.cfg
+        delta_softplus, block_d, chunk, num_warps, n_chunks, bwd_kind = ctx.cfg
+        if bwd_kind == "seq":
+            grads = _backward_seq(dout, u, delta, A, B, C, D, delta_bias, orders32, states, ctx.cfg)
+            return (*grads, None, None, None, None, None, None, None)
         kern = _kernels()
         bsz, d, length = u.shape
         k, n = B.shape[1], A.shape[1]
@@ -253,7 +263,59 @@ class _HybridScanFn(torch.autograd.Function):
             None,
             None,
             None,
+            None,
         )
+
+
+def _backward_seq(
+    dout: Tensor,
+    u: Tensor,
+    delta: Tensor,
+    A: Tensor,
+    B: Tensor,
+    C: Tensor,
+    D: Tensor | None,
+    delta_bias: Tensor | None,
+    orders32: Tensor,
+    states: Tensor,
+    cfg: tuple,
+) -> tuple[Tensor | None, ...]:
+    """Gradients of the 7 inputs with the step-layout backward kernel (``bwd_seq_kernel``)."""
+    delta_softplus, _, chunk, _, n_chunks, _ = cfg
+    kern = _kernels()
+    bsz, d, length = u.shape
+    k, n = B.shape[1], A.shape[1]
+    block_d, block_n = SEQ_BLOCK_D, _pow2(n)
+    f32 = {"device": u.device, "dtype": torch.float32}
+    grid = (bsz * k, -(-d // block_d))
+    # channels (or states) innermost, like the step kernel's tiles; returned as views of the contract
+    du = torch.zeros(bsz, length, d, **f32)
+    ddelta = torch.empty(bsz, k, length, d, **f32)
+    dat = torch.zeros(n, k * d, **f32)  # dA transposed
+    dB = torch.zeros(bsz, k, length, n, **f32)
+    dC = torch.zeros(bsz, k, length, n, **f32)
+    dD = torch.zeros(k * d, **f32)
+    dbias = torch.zeros(k * d, **f32)
+    scratch = torch.empty(grid[0] * grid[1] * chunk * block_n * block_d, **f32)
+    dummy = A
+    kern["bwd_seq"][grid](
+        u, delta, A.t().contiguous(), B, C, D if D is not None else dummy,
+        delta_bias if delta_bias is not None else dummy, orders32, dout, states, scratch,
+        du, ddelta, dat, dB, dC, dD, dbias,
+        k, d, length, n, n_chunks,
+        *u.stride(), *delta.stride(), *B.stride(), *C.stride(), *dout.stride(),
+        HAS_D=D is not None, HAS_BIAS=delta_bias is not None, SOFTPLUS=delta_softplus,
+        BLOCK_D=block_d, BLOCK_N=block_n, CHUNK=chunk, num_warps=max(1, block_d // 32),
+    )  # fmt: skip
+    return (
+        du.transpose(1, 2).to(u.dtype),
+        ddelta.transpose(2, 3).to(delta.dtype),
+        dat.t().to(A.dtype),
+        dB.transpose(2, 3).to(B.dtype),
+        dC.transpose(2, 3).to(C.dtype),
+        dD.to(D.dtype) if D is not None else None,
+        dbias.to(delta_bias.dtype) if delta_bias is not None else None,
+    )
 
 
 def hybrid_selective_scan_triton(
@@ -272,13 +334,16 @@ def hybrid_selective_scan_triton(
     fwd_kernel: str = "auto",
     fwd_block_d: int | None = None,
     unroll: int = 8,
+    bwd_kernel: str | None = None,
 ) -> Tensor:
     """The fused Triton scan (forward and backward); see :func:`hybrid_selective_scan` for the contract.
 
     Forward: ``fwd_kernel="seq"`` gives each thread one channel's N states and walks L step by step,
     ``fwd_block_d`` channels per program (default 32; one warp per 32), ``unroll`` steps unrolled;
     ``"chunk"`` is the chunked associative scan of the backward's shape; ``"auto"`` (default) picks one
-    per call from the shape (see ``_forward_config``). Backward: the chunked
+    per call from the shape (see ``_forward_config``). Backward: ``bwd_kernel="chunk"`` (default) is the
+    chunked reverse scan; ``"seq"`` runs the step kernel's layout backwards (32 channels per program);
+    None takes :data:`BWD_KERNEL`. Backward: the chunked
     scan, ``block_d`` channels per program and ``chunk`` positions per parallel scan (powers of two; None
     picks ``chunk = min(64, L)`` and ``block_d`` so that block_d * N * chunk ~ 4096).
     """
@@ -288,8 +353,11 @@ def hybrid_selective_scan_triton(
     block_d, chunk = _launch_config(u.shape[1], A.shape[1], u.shape[2], block_d, chunk)
     bsz, d, length = u.shape
     fwd = _forward_config(bsz, orders.shape[0], d, length, chunk, fwd_kernel, fwd_block_d, unroll)
+    bwd_kernel = bwd_kernel or BWD_KERNEL
+    if bwd_kernel not in ("chunk", "seq"):
+        raise ConfigError(f"triton scan bwd_kernel must be 'chunk' or 'seq', got {bwd_kernel!r}")
     return _HybridScanFn.apply(
-        u, delta, A, B, C, D, delta_bias, orders, delta_softplus, block_d, chunk, num_warps, fwd
+        u, delta, A, B, C, D, delta_bias, orders, delta_softplus, block_d, chunk, num_warps, fwd, bwd_kernel
     )
 
 
