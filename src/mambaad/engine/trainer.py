@@ -178,9 +178,8 @@ def _wrap_ddp(model: nn.Module, device: torch.device, cfg: RunConfig) -> nn.Modu
     """``DistributedDataParallel`` around ``model.training_loss`` (gradients averaged over the ranks).
 
     Models other than MambaAD may leave parameters unused in a step, so DDP looks for them there.
-    Buffers are not re-broadcast every step: the frozen encoder's are constant and the trainable
-    BatchNorm layers are SyncBatchNorm, whose running statistics every rank updates identically. Gradients
-    live in DDP's buckets (no copy between the two).
+    (``broadcast_buffers=False`` with ``gradient_as_bucket_view=True`` measured 1.64x on 2 H200 against
+    1.73x with the defaults, on different machines of the same kind: not adopted.)
     """
     from torch.nn.parallel import DistributedDataParallel
 
@@ -188,8 +187,6 @@ def _wrap_ddp(model: nn.Module, device: torch.device, cfg: RunConfig) -> nn.Modu
         dist.LossModule(model),
         device_ids=[device.index] if device.type == "cuda" else None,
         find_unused_parameters=cfg.model.model != "mambaad",
-        broadcast_buffers=False,
-        gradient_as_bucket_view=True,
     )
 
 
