@@ -25,6 +25,7 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=torch.get_num_threads())
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--batch-size", type=int, default=1)
+    p.add_argument("--bf16", action="store_true", help="bf16 autocast (convolutions and matmuls)")
     p.add_argument("--ops", type=int, default=15, help="rows of the operator table (0: none)")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
@@ -60,20 +61,28 @@ def main() -> None:
     best: dict[str, float] = {}
     for rep in range(args.repeats + 1):
         times.clear()
-        t0 = time.perf_counter()
-        with torch.inference_mode():
+        t0, c0 = time.perf_counter(), time.process_time()
+        with torch.inference_mode(), torch.autocast("cpu", torch.bfloat16, enabled=args.bf16):
             model.predict(x)
         times["total (predict)"] = time.perf_counter() - t0
+        times["CPU time of the process"] = time.process_time() - c0
         enc_dec = times["encoder"] + times["bottleneck"] + sum(times[f"decoder stage {i}"] for i in range(4))
         times["maps + scores"] = times["total (predict)"] - enc_dec
         if rep:  # rep 0 is the warm-up (compiles numba, builds scan orders)
             best = {k: min(v, best.get(k, v)) for k, v in times.items()}
-    print(f"backend={args.backend} threads={args.threads} batch={args.batch_size} (min of {args.repeats})")
-    for name in ["total (predict)", "encoder", "bottleneck", *[f"decoder stage {i}" for i in range(4)],
+    print(
+        f"backend={args.backend} threads={args.threads} batch={args.batch_size} bf16={args.bf16} "
+        f"(min of {args.repeats}; wall-clock unless noted)"
+    )
+    for name in ["total (predict)", "CPU time of the process", "encoder", "bottleneck", *[f"decoder stage {i}" for i in range(4)],
                  "  SS2D (all stages)", "    scan + x/dt projections", "maps + scores"]:  # fmt: skip
         print(f"  {name:30s} {1000 * best.get(name, 0.0):9.1f} ms")
     if args.ops:
-        with torch.profiler.profile() as prof, torch.inference_mode():
+        with (
+            torch.profiler.profile() as prof,
+            torch.inference_mode(),
+            torch.autocast("cpu", torch.bfloat16, enabled=args.bf16),
+        ):
             model.predict(x)
         print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=args.ops))
 

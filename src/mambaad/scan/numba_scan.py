@@ -54,17 +54,22 @@ def _kernel() -> Any:
 @functools.cache
 def _pool(workers: int) -> ThreadPoolExecutor:
     """Idle workers block (no spinning), so the pool costs nothing between scans."""
-    return ThreadPoolExecutor(workers, thread_name_prefix="mambaad-scan")
+    return ThreadPoolExecutor(max(1, workers), thread_name_prefix="mambaad-scan")
 
 
 def _run_jobs(kernel: Any, arrays: list[Any], jobs: int, threads: int | None) -> None:
-    """Split the job grid into one contiguous range per thread; each range runs without the GIL."""
+    """Split the job grid into one contiguous range per thread; each range runs without the GIL.
+
+    The calling thread runs the first range itself, the pool the others.
+    """
     workers = max(1, min(threads or torch.get_num_threads(), jobs))
     bounds = [jobs * i // workers for i in range(workers + 1)]
-    if workers == 1:
-        kernel(*arrays, 0, jobs)
-        return
-    list(_pool(workers).map(lambda i: kernel(*arrays, bounds[i], bounds[i + 1]), range(workers)))
+    futures = [
+        _pool(workers - 1).submit(kernel, *arrays, bounds[i], bounds[i + 1]) for i in range(1, workers)
+    ]
+    kernel(*arrays, bounds[0], bounds[1])
+    for future in futures:
+        future.result()
 
 
 def _check_no_grad(*tensors: Tensor | None) -> None:
@@ -125,7 +130,8 @@ def hybrid_selective_scan_numba(
         idx = orders.to(device="cpu", dtype=torch.int64).contiguous()
         out = torch.empty(bsz, length, d + pad, dtype=f32)  # (B, L, Dp)
         dt_sp = torch.empty_like(dt)
-        kern.bias_softplus(dt.numpy(), bias.numpy(), dt_sp.numpy(), delta_softplus)
+        arrays = [dt.numpy(), bias.numpy(), dt_sp.numpy(), delta_softplus]
+        _run_jobs(kern.bias_softplus, arrays, bsz * k, threads)
         arrays = [t.numpy() for t in (u_cl, dt_sp, a2, b_cl, c_cl, skip, idx, out)]
         _run_jobs(kern.hybrid_scan_fwd, arrays, bsz * (d + pad) // kern.BLOCK, threads)
     return out[:, :, :d].transpose(1, 2)  # (B, D, L) view
