@@ -137,3 +137,19 @@ def test_training_keeps_the_differentiable_default(monkeypatch: pytest.MonkeyPat
     with torch.no_grad():
         layer(x)
     assert used == ["numba"]
+
+
+def test_low_rank_delta_with_dt_weight() -> None:
+    """delta given as (B, K, R, L) plus dt_weight (K, D, R): the kernel projects it (SS2D's CPU path)."""
+    torch.manual_seed(2)
+    b, k, d, n, r, h, w = 2, 4, 20, 16, 3, 5, 3
+    xs = _inputs(b, k, d, n, h, w, True, False)
+    low = torch.randn(b, k, r, h * w)
+    weight = torch.randn(k, d, r) * 0.5
+    orders = scan_orders("hilbert", h, w, k)
+    y = hybrid_selective_scan(xs[0], low, *xs[2:], orders, backend="numba", dt_weight=weight)
+    xs[1] = torch.einsum("bkrl,kdr->bkdl", low, weight)
+    ref = hybrid_selective_scan_torch(*xs, orders, backend="reference")
+    torch.testing.assert_close(y, ref, rtol=1e-5, atol=1e-5 * ref.abs().max().item())
+    with pytest.raises(ValueError, match="dt_weight"):
+        hybrid_selective_scan(xs[0], low, *xs[2:], orders, backend="numba", dt_weight=weight[:, :, :2])

@@ -170,7 +170,14 @@ class SS2D(nn.Module):
 
         b, d, h, w = x.shape
         x_cl = x.permute(0, 2, 3, 1).reshape(b, h * w, d)  # (B, L, D): one pixel's channels contiguous
-        dts, Bs, Cs = self._projections(x_cl, channels_last=True)
+        extra = {}
+        if backend == "numba":  # the kernel applies dt_proj itself (a bmm with inner size R is slow on CPU)
+            x_dbl = torch.einsum("bld,kcd->bklc", x_cl, self.x_proj_weight)  # (B, K, L, R+2N)
+            parts = x_dbl.split([self.dt_rank, self.d_state, self.d_state], dim=3)
+            dts, Bs, Cs = (t.transpose(2, 3) for t in parts)  # (B, K, R, L), (B, K, N, L) x 2
+            extra["dt_weight"] = self.dt_projs_weight  # dts: (B, K, R, L) low-rank
+        else:
+            dts, Bs, Cs = self._projections(x_cl, channels_last=True)
         return hybrid_selective_scan(
             x_cl.transpose(1, 2),  # (B, D, L) view
             dts,
@@ -181,6 +188,7 @@ class SS2D(nn.Module):
             self.dt_projs_bias.flatten().float(),
             self.scans.orders(h, w, x.device),
             backend=backend,
+            **extra,
         )
 
 

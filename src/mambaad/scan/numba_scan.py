@@ -91,12 +91,16 @@ def hybrid_selective_scan_numba(
     orders: Tensor,  # (K, L) int
     delta_softplus: bool = True,
     threads: int | None = None,
+    dt_weight: Tensor | None = None,
 ) -> Tensor:
     """The fused scan on CPU tensors, forward only; see ``hybrid_selective_scan`` for the contract.
 
     Inputs that are transposed views of channels-last memory (as SS2D passes them) are used without a
     copy; delta's bias and softplus are applied by a compiled pass too. ``threads`` (default
     ``torch.get_num_threads()``, so ``OMP_NUM_THREADS`` limits both) split the channel blocks.
+
+    With ``dt_weight`` (K, D, R), ``delta`` is the low-rank (B, K, R, L) input of SS2D's dt projection and
+    the kernel computes ``delta = dt_weight @ delta`` itself (a torch bmm with inner size R is slow).
 
     Returns:
         (B, D, L) float32, a view of (B, L, D) memory, summed over the K directions.
@@ -108,10 +112,19 @@ def hybrid_selective_scan_numba(
         raise ConfigError(f"selective-scan backend 'numba' needs CPU tensors, got device {u.device}")
     from mambaad.scan.triton_scan import _check_shapes
 
-    _check_shapes(u, delta, A, B, C, D, delta_bias, orders)
-    _check_no_grad(u, delta, A, B, C, D, delta_bias)
     bsz, d, length = u.shape
     k, n = orders.shape[0], A.shape[1]
+    full_delta = delta
+    if dt_weight is not None:
+        rank = dt_weight.shape[-1]
+        if tuple(dt_weight.shape) != (k, d, rank) or tuple(delta.shape) != (bsz, k, rank, length):
+            raise ValueError(
+                f"hybrid scan: dt_weight {tuple(dt_weight.shape)} and low-rank delta {tuple(delta.shape)} "
+                f"must be (K, D, R) and (B, K, R, L) with K={k}, D={d}, L={length}"
+            )
+        full_delta = u.new_empty(()).expand(bsz, k, d, length)  # stands in for the shape check
+    _check_shapes(u, full_delta, A, B, C, D, delta_bias, orders)
+    _check_no_grad(u, delta, A, B, C, D, delta_bias, dt_weight)
     pad = -d % kern.BLOCK  # zero channels: u = 0 keeps their state 0; their outputs are dropped
     f32 = torch.float32
 
@@ -120,7 +133,6 @@ def hybrid_selective_scan_numba(
 
     with torch.no_grad():
         u_cl = channels_last(u.to(f32).transpose(1, 2))  # (B, L, Dp); no copy for SS2D's views
-        dt = channels_last(delta.to(f32).transpose(2, 3))  # (B, K, L, Dp); no copy for SS2D's views
         bias = delta_bias.to(f32).view(k, d) if delta_bias is not None else torch.zeros(k, d, dtype=f32)
         bias = channels_last(bias)  # (K, Dp)
         a2 = channels_last(A.to(f32).view(k, d, n).transpose(1, 2) * kern.LOG2E)  # (K, N, Dp)
@@ -129,9 +141,16 @@ def hybrid_selective_scan_numba(
         skip = channels_last(D.to(f32).view(k, d) if D is not None else torch.zeros(k, d, dtype=f32))
         idx = orders.to(device="cpu", dtype=torch.int64).contiguous()
         out = torch.empty(bsz, length, d + pad, dtype=f32)  # (B, L, Dp)
-        dt_sp = torch.empty_like(dt)
-        arrays = [dt.numpy(), bias.numpy(), dt_sp.numpy(), delta_softplus]
-        _run_jobs(kern.bias_softplus, arrays, bsz * k, threads)
+        dt_sp = torch.empty(bsz, k, length, d + pad, dtype=f32)  # (B, K, L, Dp) softplus(delta + bias)
+        if dt_weight is None:
+            dt = channels_last(delta.to(f32).transpose(2, 3))  # (B, K, L, Dp); no copy for SS2D's views
+            arrays = [dt.numpy(), bias.numpy(), dt_sp.numpy(), delta_softplus]
+            _run_jobs(kern.bias_softplus, arrays, bsz * k, threads)
+        else:
+            dtr = delta.to(f32).transpose(2, 3).contiguous()  # (B, K, L, R)
+            w = channels_last(dt_weight.to(f32).transpose(1, 2))  # (K, R, Dp)
+            arrays = [dtr.numpy(), w.numpy(), bias.numpy(), dt_sp.numpy(), delta_softplus]
+            _run_jobs(kern.project_bias_softplus, arrays, bsz * k, threads)
         arrays = [t.numpy() for t in (u_cl, dt_sp, a2, b_cl, c_cl, skip, idx, out)]
         _run_jobs(kern.hybrid_scan_fwd, arrays, bsz * (d + pad) // kern.BLOCK, threads)
     return out[:, :, :d].transpose(1, 2)  # (B, D, L) view
