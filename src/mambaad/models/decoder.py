@@ -120,8 +120,12 @@ class SS2D(nn.Module):
         b, h, w, _ = x.shape
         x, z = self.in_proj(x).chunk(2, dim=-1)  # 2 x (B, H, W, D)
         x = F.silu(self.conv2d(x.permute(0, 3, 1, 2)))  # (B, D, H, W)
-        backend = resolve_backend(self.backend, x.device)
-        y = self._scan_fused(x) if backend == "triton" else self._scan_gathered(x, backend)  # (B, D, L)
+        needs_grad = torch.is_grad_enabled() and (x.requires_grad or self.A_logs.requires_grad)
+        backend = resolve_backend(self.backend, x.device, needs_grad)
+        if backend in FUSED_SCAN_BACKENDS:
+            y = self._scan_fused(x, backend)  # (B, D, L)
+        else:
+            y = self._scan_gathered(x, backend)
         y = self.out_norm(y.transpose(1, 2).reshape(b, h, w, -1).to(z.dtype))
         return self.out_proj(y * F.silu(z))
 
@@ -161,13 +165,20 @@ class SS2D(nn.Module):
         )  # (B, K*D, L)
         return self.scans.decode(ys.view(b, self.scans.directions, -1, h * w), h, w)
 
-    def _scan_fused(self, x: Tensor) -> Tensor:
-        """Triton: projections in raster order; the kernel reads and writes through the scan orders."""
+    def _scan_fused(self, x: Tensor, backend: str) -> Tensor:
+        """Triton / numba: projections in raster order; the kernel reads and writes through the scan orders."""
         from mambaad.scan.triton_scan import hybrid_selective_scan
 
         b, d, h, w = x.shape
         x_cl = x.permute(0, 2, 3, 1).reshape(b, h * w, d)  # (B, L, D): one pixel's channels contiguous
-        dts, Bs, Cs = self._projections(x_cl, channels_last=True)
+        extra = {}
+        if backend == "numba":  # the kernel applies dt_proj itself (a bmm with inner size R is slow on CPU)
+            x_dbl = torch.einsum("bld,kcd->bklc", x_cl, self.x_proj_weight)  # (B, K, L, R+2N)
+            parts = x_dbl.split([self.dt_rank, self.d_state, self.d_state], dim=3)
+            dts, Bs, Cs = (t.transpose(2, 3) for t in parts)  # (B, K, R, L), (B, K, N, L) x 2
+            extra["dt_weight"] = self.dt_projs_weight  # dts: (B, K, R, L) low-rank
+        else:
+            dts, Bs, Cs = self._projections(x_cl, channels_last=True)
         return hybrid_selective_scan(
             x_cl.transpose(1, 2),  # (B, D, L) view
             dts,
@@ -177,18 +188,34 @@ class SS2D(nn.Module):
             self.Ds.float(),
             self.dt_projs_bias.flatten().float(),
             self.scans.orders(h, w, x.device),
+            backend=backend,
+            **extra,
         )
 
 
-def resolve_backend(name: str, device: torch.device) -> str:
-    """``auto``: the fused Triton scan on CUDA when Triton imports, else the selective-scan default."""
+# backends that take the raster map and walk the scan orders inside the kernel (mambaad.scan.triton_scan)
+FUSED_SCAN_BACKENDS = ("triton", "numba")
+
+
+def resolve_backend(name: str, device: torch.device | str, needs_grad: bool = True) -> str:
+    """The scan backend an SS2D layer runs; ``auto`` picks the fastest one that can run here.
+
+    CUDA: the fused Triton scan when Triton imports. CPU: the numba scan when numba imports and no
+    gradient is needed (it has no backward); otherwise the selective-scan default (``sequential``).
+    """
     if name != "auto":
         return name
+    device = torch.device(device)
     if device.type == "cuda":
         from mambaad.scan.triton_scan import triton_available
 
         if triton_available():
             return "triton"
+    if device.type == "cpu" and not needs_grad:
+        from mambaad.scan.numba_scan import numba_available
+
+        if numba_available():
+            return "numba"
     return default_backend(device)
 
 

@@ -400,7 +400,7 @@ def _check_shapes(
             raise ValueError(f"hybrid scan: {name} has shape {tuple(t.shape)}, expected {shape}")
 
 
-_FUSED_BACKENDS = ("triton", "torch")
+_FUSED_BACKENDS = ("triton", "numba", "torch")
 
 
 def hybrid_selective_scan(
@@ -431,9 +431,11 @@ def hybrid_selective_scan(
         delta_bias: (K*D,) or None.
         orders: (K, L) int, each row a permutation of range(L) (``scan_orders``).
         delta_softplus: apply softplus to ``delta + delta_bias``.
-        backend: ``triton`` (fused kernel, CUDA) or ``torch`` (gathers + ``selective_scan``; any device;
-            pass ``scan_backend=`` to pick the inner selective-scan backend).
-        **kwargs: launch options for ``triton`` (``block_d``, ``chunk``, ``num_warps``).
+        backend: ``triton`` (fused kernel, CUDA), ``numba`` (fused kernel, CPU, forward only; see
+            ``mambaad.scan.numba_scan``) or ``torch`` (gathers + ``selective_scan``; any device; pass
+            ``scan_backend=`` to pick the inner selective-scan backend).
+        **kwargs: launch options for ``triton`` (``block_d``, ``chunk``, ``num_warps``); ``threads`` for
+            ``numba``.
 
     Returns:
         (B, D, L) float32, summed over the K directions.
@@ -442,6 +444,10 @@ def hybrid_selective_scan(
         return hybrid_selective_scan_triton(
             u, delta, A, B, C, D, delta_bias, orders, delta_softplus, **kwargs
         )
+    if backend == "numba":
+        from mambaad.scan.numba_scan import hybrid_selective_scan_numba
+
+        return hybrid_selective_scan_numba(u, delta, A, B, C, D, delta_bias, orders, delta_softplus, **kwargs)
     if backend == "torch":
         inner = kwargs.pop("scan_backend", "reference")
         return hybrid_selective_scan_torch(u, delta, A, B, C, D, delta_bias, orders, delta_softplus, inner)
