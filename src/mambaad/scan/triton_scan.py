@@ -134,7 +134,7 @@ def _launch_config(
     return block_d, chunk
 
 
-SEQ_BLOCK_D = 32  # channels per program of the step-by-step forward (one warp; H200 sweep, 2026-11-28)
+SEQ_BLOCK_D = 32  # channels per program of the step kernels (one warp; H200 sweep, 2026-11-28)
 # Default backward kernel, "seq" or "chunk". On an H200 at batch 16 (2026-11-28) "seq" made forward +
 # backward 1.4-2.3x faster per stage and the training step 154 vs 100 img/s; benchmarks switch it.
 BWD_KERNEL = "seq"
