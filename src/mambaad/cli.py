@@ -455,6 +455,13 @@ def add_predict_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("checkpoint", type=Path, help=CKPT_HELP)
     p.add_argument("inputs", nargs="+", metavar="INPUT", help="image files, folders (recursive) or globs")
     p.add_argument("--threshold", type=float, default=None, metavar="X", help="image/pixel threshold to use")
+    p.add_argument(
+        "--threshold-kind",
+        choices=["fpr", "f1"],
+        default=None,
+        help="stored image threshold to decide with: fpr (default; for eval.target_fpr on held-out normals) "
+        "or f1 (F1-optimal on the labelled data.val_root set)",
+    )
     p.add_argument("--overlay", type=Path, default=None, metavar="DIR", help="write heat-map overlay PNGs")
     p.add_argument("--mask", type=Path, default=None, metavar="DIR", help="write binary mask PNGs")
     p.add_argument("--jsonl", type=Path, default=None, metavar="FILE", help="write one JSON line per image")
@@ -483,7 +490,9 @@ def cmd_predict(args: argparse.Namespace) -> int:
     _set_threads(args)
     if args.batch_size < 1:
         raise ConfigError(f"--batch-size must be >= 1, got {args.batch_size}")
-    predictor = load_predictor(args.checkpoint, resolve_device(args.device))
+    if args.threshold is not None and args.threshold_kind is not None:
+        raise ConfigError("--threshold and --threshold-kind: give one of them")
+    predictor = load_predictor(args.checkpoint, resolve_device(args.device), args.threshold_kind or "fpr")
     if args.threshold is not None:
         with_threshold(predictor, args.threshold)
     problems = 0
