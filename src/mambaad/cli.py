@@ -15,13 +15,17 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from mambaad import __version__
 from mambaad.config import split_dotted_args
-from mambaad.errors import ConfigError, MambaADError
+from mambaad.errors import CheckpointError, ConfigError, MambaADError
 
 if TYPE_CHECKING:
+    import torch
+    from torch import nn
+
+    from mambaad.config import RunConfig
     from mambaad.data.summary import ClassSummary
 
 
@@ -264,7 +268,9 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 def add_test_args(p: argparse.ArgumentParser) -> None:
     """Options of ``mambaad test``."""
-    p.add_argument("checkpoint", type=Path, help="checkpoint file (.safetensors) or run folder")
+    p.add_argument(
+        "checkpoint", type=Path, help="checkpoint file (.safetensors), run folder, or official MambaAD .pth"
+    )
     _add_run_options(p, data_help="data set root(s) (default: the ones the model was trained on)")
     p.epilog = DOTTED_HELP
 
@@ -277,21 +283,64 @@ def default_test_dir(checkpoint: Path) -> Path:
     return (parent.parent if parent.name == "checkpoints" else parent) / "test"
 
 
+def official_run_config() -> RunConfig:
+    """The run config of an official MambaAD ``.pth``: the MVTec recipe (256 px, no crop), no data set."""
+    from mambaad.config import RunConfig
+    from mambaad.deploy.predict import OFFICIAL_SIZE
+
+    cfg = RunConfig()
+    cfg.model.encoder_weights = None  # the .pth carries the encoder
+    cfg.data.image_size = cfg.data.crop_size = OFFICIAL_SIZE
+    return cfg
+
+
+def stored_test_config(checkpoint: Path) -> tuple[RunConfig, Path]:
+    """(run config stored with the weights, checkpoint file) of a run folder, ``.safetensors`` or ``.pth``.
+
+    An official ``.pth`` stores no config: it gets :func:`official_run_config`.
+    """
+    from mambaad.config import config_from_dict
+    from mambaad.engine.checkpoint import resolve_checkpoint
+
+    if checkpoint.suffix == ".pth":
+        if not checkpoint.is_file():
+            raise CheckpointError(f"{checkpoint}: checkpoint not found")
+        return official_run_config(), checkpoint
+    path = resolve_checkpoint(checkpoint)
+    return config_from_dict(_meta_config(path), strict=False), path
+
+
+def load_test_model(path: Path, device: torch.device) -> tuple[nn.Module, dict[str, Any]]:
+    """(model in eval mode, metadata) of a checkpoint file; an official ``.pth`` via ``load_official``."""
+    if path.suffix == ".pth":
+        from mambaad.models.official import load_official
+
+        return load_official(path).to(device).eval(), {"source": "official"}
+    from mambaad.engine.checkpoint import load_model
+
+    return load_model(path, device)
+
+
 def run_test(
     checkpoint: Path,
     overrides: list[str],
     out: Path | None,
     progress: bool,
 ) -> tuple[dict[str, dict[str, float]], dict[str, Path]]:
-    """Evaluate a checkpoint per class and write the reports; returns (metrics, report paths)."""
-    from mambaad.config import apply_overrides, config_from_dict
-    from mambaad.engine.checkpoint import load_model, resolve_checkpoint
+    """Evaluate a checkpoint per class and write the reports; returns (metrics, report paths).
+
+    ``checkpoint`` is a run folder, a ``.safetensors`` file or an official MambaAD ``.pth``; for the
+    latter the official recipe's geometry applies (256 px, no crop) and ``model.*`` cannot be changed.
+    """
+    from mambaad.config import apply_overrides
     from mambaad.engine.data import load_samples, split_samples, verify_files
     from mambaad.engine.evaluator import evaluate_model, write_reports
     from mambaad.engine.trainer import check_new_run_dir, resolve_device
 
-    path = resolve_checkpoint(checkpoint)
-    stored = config_from_dict(_meta_config(path), strict=False)
+    stored, path = stored_test_config(checkpoint)
+    fixed = [o.partition("=")[0] for o in overrides if o.startswith("model.")]
+    if path.suffix == ".pth" and fixed:
+        raise ConfigError(f"{fixed[0]}: an official .pth fixes the model; drop the model.* options")
     cfg = apply_overrides(stored, overrides)
     out = out if out is not None else default_test_dir(checkpoint)
     check_new_run_dir(out)
@@ -300,7 +349,7 @@ def run_test(
     device = resolve_device(cfg.train.device)
     _, test_samples, classes = split_samples(load_samples(cfg.data))
     verify_files(test_samples)
-    model, meta = load_model(path, device)
+    model, meta = load_test_model(path, device)
     if cfg.eval.gaussian_sigma != stored.eval.gaussian_sigma:  # the map smoothing lives in the model
         model_cfg = getattr(model, "config", None)
         if not hasattr(model_cfg, "gaussian_sigma"):
@@ -410,6 +459,13 @@ def add_predict_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("checkpoint", type=Path, help=CKPT_HELP)
     p.add_argument("inputs", nargs="+", metavar="INPUT", help="image files, folders (recursive) or globs")
     p.add_argument("--threshold", type=float, default=None, metavar="X", help="image/pixel threshold to use")
+    p.add_argument(
+        "--threshold-kind",
+        choices=["fpr", "f1"],
+        default=None,
+        help="stored image threshold to decide with: fpr (default; for eval.target_fpr on held-out normals) "
+        "or f1 (F1-optimal on the labelled data.val_root set)",
+    )
     p.add_argument("--overlay", type=Path, default=None, metavar="DIR", help="write heat-map overlay PNGs")
     p.add_argument("--mask", type=Path, default=None, metavar="DIR", help="write binary mask PNGs")
     p.add_argument("--jsonl", type=Path, default=None, metavar="FILE", help="write one JSON line per image")
@@ -438,7 +494,9 @@ def cmd_predict(args: argparse.Namespace) -> int:
     _set_threads(args)
     if args.batch_size < 1:
         raise ConfigError(f"--batch-size must be >= 1, got {args.batch_size}")
-    predictor = load_predictor(args.checkpoint, resolve_device(args.device))
+    if args.threshold is not None and args.threshold_kind is not None:
+        raise ConfigError("--threshold and --threshold-kind: give one of them")
+    predictor = load_predictor(args.checkpoint, resolve_device(args.device), args.threshold_kind or "fpr")
     if args.threshold is not None:
         with_threshold(predictor, args.threshold)
     problems = 0

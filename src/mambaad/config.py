@@ -115,6 +115,10 @@ class DataConfig:
     crop_size: int = 256
     num_workers: int = 4
     holdout_fraction: float = 0.0  # normal train images held out for threshold calibration
+    # A labelled validation set (normal and anomalous images, labels from its layout, every split) for
+    # the F1-optimal image threshold stored next to the FPR one; None: no F1 threshold.
+    val_root: str | None = None
+    val_format: str | None = None  # layout of data.val_root; None: detect it
 
     def __post_init__(self) -> None:
         _check(self.image_size > 0, "data.image_size", "must be > 0", self.image_size)
@@ -130,6 +134,12 @@ class DataConfig:
             "data.holdout_fraction",
             "must be in [0, 1)",
             self.holdout_fraction,
+        )
+        _check(
+            self.val_format is None or self.val_root is not None,
+            "data.val_format",
+            "is only used with data.val_root",
+            self.val_format,
         )
 
 

@@ -15,7 +15,7 @@ import mambaad.scan.orders
 from mambaad.errors import CheckpointError, MambaADError
 from mambaad.models.anomaly_map import gaussian_blur, image_scores, pool_scores
 from mambaad.models.decoder import HybridScan, lss_layout
-from mambaad.models.official import official_to_ours
+from mambaad.models.official import official_state_dict, official_to_ours
 from mambaad.scan.orders import CURVES
 
 TINY = {"encoder": "resnet18", "depths": (1, 1, 1, 1)}
@@ -163,6 +163,15 @@ def test_load_official_from_dict_and_path(tmp_path: Path) -> None:
     state.pop(next(iter(state)))
     with pytest.raises(CheckpointError, match="missing"):
         mambaad.load_official(state)
+
+
+def test_official_state_dict_uses_the_official_names(official: mambaad.MambaAD) -> None:
+    """The inverse renaming gives exactly the manifest's names (the PatchExpand norm and the bottleneck
+    fuse keep theirs) and load_official reads it back."""
+    ours = official_state_dict(official)
+    assert ours.keys() == official_state(official).keys()
+    loaded = mambaad.load_official(ours)
+    assert all(torch.equal(loaded.state_dict()[k], v) for k, v in official.state_dict().items())
 
 
 def test_load_official_checks_scan_indices() -> None:

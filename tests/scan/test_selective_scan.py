@@ -152,3 +152,17 @@ def test_real_shapes_match_reference(stage: str) -> None:
         got = forward_and_grads(backend, inputs, grad_out)
         for name, x, r in zip(("y", *NAMES), got, ref):
             assert rel_err(x, r) <= 1e-5, f"{backend} {name}"
+
+
+@pytest.mark.parametrize("length", [1, 4, 31, 32, 33, 70, 96])
+def test_time_pieces_equal_split_by_size(length: int) -> None:
+    """Explicit piece lengths (traceable for ONNX) cut exactly as ``split(t, size)`` does."""
+    from mambaad.scan.selective_scan import _split_time, piece_sizes
+
+    t = torch.randn(2, 3, length)
+    sizes = piece_sizes(length, 32)
+    assert sum(sizes) == length and all(0 < s <= 32 for s in sizes) and sizes[:-1] == [32] * (len(sizes) - 1)
+    (pieces,) = _split_time(32, t)
+    expected = torch.split(t, 32, dim=-1)
+    assert len(pieces) == len(expected)
+    assert all(torch.equal(a, b) for a, b in zip(pieces, expected))

@@ -9,8 +9,10 @@ scale (0 = a typical normal, 1 = the threshold) and a heat map means the same ac
 The result is the ``threshold`` dict of a checkpoint's metadata::
 
     {"image": float, "pixel": float, "target_fpr": float, "source": "holdout" | "train", "n_normals": int,
-     "score": "max" | "mean" | "topk", "f1_threshold": float (optional),
-     "normal_score_stats": {...}, "normal_pixel_stats": {...}}
+     "score": "max" | "mean" | "topk", "normal_score_stats": {...}, "normal_pixel_stats": {...},
+     "f1_threshold": float, "n_labelled": int (both only with a labelled validation set, data.val_root)}
+
+``image`` is the threshold in use; :func:`select_threshold` makes the F1 one the threshold in use.
 """
 
 from __future__ import annotations
@@ -165,7 +167,28 @@ def calibrate_model(
     if labelled:
         lab_scores, _, _ = collect_scores(model, labelled, data_cfg, eval_cfg, device, batch_size)
         out["f1_threshold"] = f1_threshold(lab_scores, [s.label for s in labelled])
+        out["n_labelled"] = len(labelled)
     return out
+
+
+THRESHOLD_KINDS = ("fpr", "f1")
+
+
+def select_threshold(threshold: dict[str, Any] | None, kind: str, where: str = "") -> dict[str, Any] | None:
+    """The calibration with the ``kind`` image threshold in use (``fpr``: as stored; ``f1``: the F1 one).
+
+    The pixel (mask) threshold and the statistics stay; ``source`` records the choice. Raises a
+    ConfigError (naming ``where``, e.g. the checkpoint) when the F1 threshold was never calibrated.
+    """
+    if kind not in THRESHOLD_KINDS:
+        raise ConfigError(f"--threshold-kind must be one of {', '.join(THRESHOLD_KINDS)}, got {kind!r}")
+    if kind == "fpr":
+        return threshold
+    if not threshold or "f1_threshold" not in threshold:
+        raise ConfigError(
+            f"--threshold-kind f1: {where or 'the model'} has no F1 threshold (train with data.val_root)"
+        )
+    return {**threshold, "image": float(threshold["f1_threshold"]), "source": "f1 (data.val_root)"}
 
 
 def normalize_scores(scores: np.ndarray, threshold: dict[str, Any]) -> np.ndarray:
@@ -189,8 +212,11 @@ def calibrate_run(
     device: torch.device,
     batch_size: int,
     log: Callable[[str], None],
+    labelled: Sequence[Sample] = (),
 ) -> dict[str, Any] | None:
     """Calibrate ``best`` and ``last`` of a finished run and store the thresholds in their metadata.
+
+    ``labelled`` (the images of ``data.val_root``) adds the F1-optimal threshold.
 
     Without held-out normals (``data.holdout_fraction`` 0) the training normals are used: their scores
     are optimistic (the model fitted them), so the threshold is too low and the false-positive rate in
@@ -214,7 +240,9 @@ def calibrate_run(
         epoch = int(meta.get("epoch", -1))
         if epoch not in done:
             model, _ = load_model(path, device)
-            done[epoch] = calibrate_model(model, normals, data_cfg, eval_cfg, device, batch_size, source)
+            done[epoch] = calibrate_model(
+                model, normals, data_cfg, eval_cfg, device, batch_size, source, labelled
+            )
         meta["threshold"] = done[epoch]
         meta.pop("format", None), meta.pop("format_version", None)
         save_checkpoint(path, tensors, meta)
@@ -223,5 +251,6 @@ def calibrate_run(
         log(
             f"calibrated {name} (epoch {epoch}) on {t['n_normals']} {source} normals: image threshold "
             f"{t['image']:.5f}, pixel threshold {t['pixel']:.5f} (target FPR {t['target_fpr']:g})"
+            + (f"; F1 threshold {t['f1_threshold']:.5f} on {t['n_labelled']} labelled" if labelled else "")
         )
     return result

@@ -8,14 +8,15 @@ calibration (threshold, normalisation statistics) and the input geometry travel 
 metadata (``metadata_props``) so ``mambaad predict model.onnx`` needs nothing else.
 
 Export uses the TorchScript tracer (``dynamo=False``), with the ``chunked`` selective scan (a loop over
-chunks, none over positions, so the traced graph stays small) and the scan orders frozen into constant
-index tensors for the export's grid sizes.
+chunks, none over positions, so the traced graph stays small). The model code itself traces cleanly:
+the hybrid scan freezes its orders into constant index tensors for the traced grid sizes and the scan
+splits time with explicit piece lengths (:func:`mambaad.scan.selective_scan.piece_sizes`), so nothing is
+patched here.
 """
 
 from __future__ import annotations
 
 import contextlib
-import importlib
 import json
 import warnings
 from collections.abc import Iterator
@@ -32,53 +33,6 @@ DEFAULT_OPSET = 17
 OUTPUT_NAMES = ["map", "score", "anomalous"]
 METADATA_KEY = "mambaad"
 EXPORT_BACKEND = "chunked"
-
-
-@contextlib.contextmanager
-def traceable_scans(model: nn.Module) -> Iterator[None]:
-    """Make every hybrid scan build its orders from Python ints while tracing, then restore it.
-
-    The tracer hands shapes over as 0-d tensors; the scan orders are a pure function of the grid size,
-    so they are computed once for the exported size and recorded as constants.
-    """
-    patched = []
-    for m in model.modules():
-        if hasattr(m, "_indices") and hasattr(m, "_cache"):
-            original = m._indices
-
-            def frozen(h: Any, w: Any, device: torch.device, _orig: Any = original) -> Any:
-                return _orig(int(h), int(w), device)
-
-            m._indices = frozen
-            patched.append(m)
-    try:
-        yield
-    finally:
-        for m in patched:
-            del m._indices  # the instance attribute shadowed the class method
-
-
-def _split_time_traceable(size: int, *tensors: torch.Tensor) -> list[tuple[torch.Tensor, ...]]:
-    """``_split_time`` that keeps a sequence shorter than one chunk whole.
-
-    The ONNX exporter writes ``split(t, 32)`` of a length-4 axis as a Split of size [32], which
-    onnxruntime rejects; one piece is the same computation.
-    """
-    return [torch.split(t, size, dim=-1) if int(t.shape[-1]) > size else (t,) for t in tensors]
-
-
-@contextlib.contextmanager
-def traceable_chunks() -> Iterator[None]:
-    """Swap in :func:`_split_time_traceable` for the chunked scan while exporting."""
-    ss = importlib.import_module(
-        "mambaad.scan.selective_scan"
-    )  # the package re-exports a same-named function
-    original = ss._split_time
-    ss._split_time = _split_time_traceable
-    try:
-        yield
-    finally:
-        ss._split_time = original
 
 
 @contextlib.contextmanager
@@ -129,8 +83,6 @@ def export_onnx(
     deployed = deployed.cpu().eval()
     with (
         scan_backend(deployed, EXPORT_BACKEND),
-        traceable_scans(deployed),
-        traceable_chunks(),
         torch.no_grad(),
         warnings.catch_warnings(),
     ):

@@ -18,6 +18,7 @@ import numpy as np
 import torch
 
 from mambaad.data.sample import IMAGE_EXTS
+from mambaad.deploy.calibrate import select_threshold
 from mambaad.deploy.graph import DeployedModel
 from mambaad.errors import CheckpointError, MambaADError
 
@@ -37,11 +38,12 @@ class Predictor:
 
 
 def deployed_from_checkpoint(
-    checkpoint: str | Path, device: str | torch.device = "cpu"
+    checkpoint: str | Path, device: str | torch.device = "cpu", threshold_kind: str = "fpr"
 ) -> tuple[DeployedModel, dict[str, Any]]:
     """(end-to-end module, info) of a run folder, ``.safetensors`` or official ``.pth`` checkpoint.
 
-    ``info`` holds ``image_size``, ``crop_size`` and ``threshold`` (the calibration dict or None).
+    ``info`` holds ``image_size``, ``crop_size`` and ``threshold`` (the calibration dict or None), with
+    the ``threshold_kind`` image threshold (``fpr`` | ``f1``, see :func:`select_threshold`) in use.
     """
     path = Path(checkpoint)
     if path.suffix == ".pth":
@@ -50,14 +52,15 @@ def deployed_from_checkpoint(
         if not path.is_file():
             raise CheckpointError(f"{path}: checkpoint not found")
         model = load_official(path).to(device)
-        info = {"image_size": OFFICIAL_SIZE, "crop_size": OFFICIAL_SIZE, "threshold": None}
+        threshold = select_threshold(None, threshold_kind, str(path))
+        info = {"image_size": OFFICIAL_SIZE, "crop_size": OFFICIAL_SIZE, "threshold": threshold}
         return DeployedModel(model).to(device), info
     from mambaad.engine.checkpoint import load_model
 
     model, meta = load_model(path, device)
     cfg = meta.get("config") or {}
     data, ev = cfg.get("data") or {}, cfg.get("eval") or {}
-    threshold = meta.get("threshold")
+    threshold = select_threshold(meta.get("threshold"), threshold_kind, str(path))
     deployed = DeployedModel(
         model,
         score=ev.get("score", "max"),
@@ -69,8 +72,8 @@ def deployed_from_checkpoint(
     return deployed, info
 
 
-def _torch_predictor(path: Path, device: torch.device) -> Predictor:
-    deployed, info = deployed_from_checkpoint(path, device)
+def _torch_predictor(path: Path, device: torch.device, threshold_kind: str) -> Predictor:
+    deployed, info = deployed_from_checkpoint(path, device, threshold_kind)
 
     @torch.no_grad()
     def run(batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -81,7 +84,7 @@ def _torch_predictor(path: Path, device: torch.device) -> Predictor:
     return Predictor(str(path), info["image_size"], info["crop_size"], info["threshold"], run)
 
 
-def _onnx_predictor(path: Path, device: torch.device) -> Predictor:
+def _onnx_predictor(path: Path, device: torch.device, threshold_kind: str) -> Predictor:
     try:
         import onnxruntime as ort
     except ImportError:
@@ -112,18 +115,24 @@ def _onnx_predictor(path: Path, device: torch.device) -> Predictor:
         str(path),
         int(meta.get("image_size", size)),
         size,
-        meta.get("threshold"),
+        select_threshold(meta.get("threshold"), threshold_kind, str(path)),
         run,
         None if meta.get("dynamic_batch") else 1,
     )
 
 
-def load_predictor(checkpoint: str | Path, device: str | torch.device = "cpu") -> Predictor:
-    """A :class:`Predictor` for a run folder, ``.safetensors``, official ``.pth`` or exported ``.onnx``."""
+def load_predictor(
+    checkpoint: str | Path, device: str | torch.device = "cpu", threshold_kind: str = "fpr"
+) -> Predictor:
+    """A :class:`Predictor` for a run folder, ``.safetensors``, official ``.pth`` or exported ``.onnx``.
+
+    ``threshold_kind``: ``fpr`` decides with the threshold calibrated for ``eval.target_fpr``, ``f1``
+    with the F1-optimal one of the labelled validation set (``data.val_root``; a ConfigError if absent).
+    """
     path, device = Path(checkpoint), torch.device(device)
     if path.suffix == ".onnx":
-        return _onnx_predictor(path, device)
-    return _torch_predictor(path, device)
+        return _onnx_predictor(path, device, threshold_kind)
+    return _torch_predictor(path, device, threshold_kind)
 
 
 def with_threshold(predictor: Predictor, value: float) -> Predictor:

@@ -9,13 +9,14 @@ load with the file name (:class:`~mambaad.data.dataset.AnomalyDataset`).
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 
 from PIL import Image, UnidentifiedImageError
 
 from mambaad.config import DataConfig
-from mambaad.data.formats import read_datasets
+from mambaad.data.formats import list_formats, read_dataset, read_datasets
 from mambaad.data.sample import Sample, class_names, select
-from mambaad.errors import DataError
+from mambaad.errors import ConfigError, DataError
 
 
 def load_samples(cfg: DataConfig) -> list[Sample]:
@@ -23,6 +24,33 @@ def load_samples(cfg: DataConfig) -> list[Sample]:
     fmts = None if cfg.format is None else [cfg.format] * len(cfg.root)
     samples = read_datasets(cfg.root, fmts)
     return select(samples, classes=cfg.classes) if cfg.classes else samples
+
+
+def load_val_samples(cfg: DataConfig) -> list[Sample]:
+    """The labelled validation images of ``data.val_root`` ([] when unset), for the F1 threshold.
+
+    Every image of the root counts, of every split, with the label its layout gives (normal training
+    images are normals too); with ``data.classes`` only those classes are kept. Both labels must occur.
+    """
+    if cfg.val_root is None:
+        return []
+    root = Path(cfg.val_root).expanduser().absolute()
+    if not root.is_dir():
+        raise DataError(f"data.val_root {root}: folder not found")
+    if cfg.val_format is not None and cfg.val_format not in list_formats():
+        raise ConfigError(
+            f"data.val_format: unknown layout {cfg.val_format!r}; choose one of {', '.join(list_formats())}"
+        )
+    samples = read_dataset(root, cfg.val_format)
+    if cfg.classes:
+        samples = [s for s in samples if s.cls in set(cfg.classes)]
+    n_bad = sum(s.label for s in samples)
+    if n_bad == 0 or n_bad == len(samples):
+        raise DataError(
+            f"data.val_root {root}: needs normal and anomalous images for the F1 threshold, "
+            f"found {len(samples) - n_bad} normal and {n_bad} anomalous"
+        )
+    return samples
 
 
 def split_samples(samples: Sequence[Sample]) -> tuple[list[Sample], list[Sample], list[str]]:

@@ -41,7 +41,7 @@ from mambaad.engine.checkpoint import (
     save_checkpoint,
     weights_meta,
 )
-from mambaad.engine.data import load_samples, split_samples, verify_files
+from mambaad.engine.data import load_samples, load_val_samples, split_samples, verify_files
 from mambaad.engine.evaluator import EvalResult, autocast_context, evaluate_model, write_reports
 from mambaad.engine.optim import (
     build_optimizer,
@@ -268,7 +268,8 @@ def train(
         raise ConfigError(
             f"train.batch_size {cfg.train.batch_size} is larger than the {len(train_samples)} training images"
         )
-    verify_files(train_samples + holdout + test_samples)
+    val_samples = load_val_samples(cfg.data)  # labelled, for the F1 threshold (data.val_root)
+    verify_files(train_samples + holdout + test_samples + val_samples)
     dist.barrier()  # DDP: every rank has checked the (still empty) run folder before rank 0 writes to it
     writer = None
     if cfg.train.tensorboard and dist.is_main_process():
@@ -474,9 +475,9 @@ def train(
         }
         reports = write_reports(final, run_dir, cfg.data, info)
         bs = cfg.train.batch_size
-        calibrate_run(
-            ckpt, holdout, train_samples, cfg.data, cfg.eval, device, bs, log
-        )  # threshold -> metadata
+        calibrate_run(  # thresholds -> checkpoint metadata
+            ckpt, holdout, train_samples, cfg.data, cfg.eval, device, bs, log, val_samples
+        )
         log(f"report: {reports['html']}")
     return TrainResult(run_dir, cfg.train.epochs, iteration, final, best_mad, reports)
 

@@ -31,6 +31,10 @@ class HybridScan(nn.Module):
 
     The orders depend on the grid, so they are built on first use for each (H, W) and cached; any
     grid works. ``encode`` gathers, ``decode`` gathers with the inverse order and sums the K maps.
+
+    The orders are a pure function of the grid size, so under the TorchScript tracer (ONNX export) the
+    traced sizes are read as Python ints and the index tensors land in the graph as constants for the
+    traced grid; an exported graph has a fixed spatial size anyway.
     """
 
     def __init__(self, curve: str = "hilbert", directions: int = 8, distinct: bool = False) -> None:
@@ -39,6 +43,7 @@ class HybridScan(nn.Module):
         self._cache: dict[tuple[int, int, torch.device], tuple[Tensor, Tensor]] = {}
 
     def _indices(self, h: int, w: int, device: torch.device) -> tuple[Tensor, Tensor, Tensor]:
+        h, w = int(h), int(w)  # the tracer passes sizes as 0-d tensors: freeze them (see class doc)
         key = (h, w, device)
         if key not in self._cache:
             orders = scan_orders(self.curve, h, w, self.directions, self.distinct)  # (K, L)

@@ -45,6 +45,12 @@ RENAMES: list[tuple[str, str]] = [
     (r"\.finalconv11\.", ".fuse."),
 ]
 SCAN_INDEX = re.compile(r"\.scans\.index_flat(_inv)?$")
+# The inverse renaming; ``.norm.`` and ``.fuse.`` also name modules that keep their official names
+# (PatchExpand's norm, the bottleneck's fuse), so their inverses are tied to the block they live in.
+_CONTEXT_INVERSES: dict[str, tuple[str, str]] = {
+    r"\.ln_1\.": (r"(\.hss\.\d+)\.norm\.", r"\1.ln_1."),
+    r"\.finalconv11\.": (r"(\.blocks\.\d+)\.fuse\.", r"\1.finalconv11."),
+}
 
 
 def official_to_ours(name: str) -> str:
@@ -52,6 +58,34 @@ def official_to_ours(name: str) -> str:
     for pattern, replacement in RENAMES:
         name = re.sub(pattern, replacement, name)
     return name
+
+
+def ours_to_official(name: str) -> str:
+    """The official state-dict key of one of our keys (the inverse of :func:`official_to_ours`)."""
+    for pattern, replacement in reversed(RENAMES):
+        if pattern in _CONTEXT_INVERSES:
+            inv_pattern, inv_replacement = _CONTEXT_INVERSES[pattern]
+        else:
+            anchor = "^" if pattern.startswith("^") else ""
+            inv_pattern = anchor + re.escape(replacement)
+            inv_replacement = pattern.removeprefix("^").replace("\\", "")
+        name = re.sub(inv_pattern, inv_replacement, name)
+    return name
+
+
+def official_state_dict(model: MambaAD) -> dict[str, Tensor]:
+    """``model``'s weights under the official names (without the scan-index buffers).
+
+    What :func:`load_official` reads back; it lets weights trained here be run by the official code
+    and makes official-format test checkpoints.
+    """
+    out = {}
+    for key, value in model.state_dict().items():
+        name = ours_to_official(key)
+        if official_to_ours(name) != key:  # a renaming rule without an exact inverse
+            raise ValueError(f"no official name for {key!r} (got {name!r})")
+        out[name] = value
+    return out
 
 
 def convert_official_state_dict(state: dict[str, Tensor], model: MambaAD) -> dict[str, Tensor]:
@@ -79,20 +113,24 @@ def load_official(source: dict[str, Tensor] | str | Path, scan_backend: str = "a
     Returns the model in eval mode. Files are read with ``weights_only=True`` (no code is unpickled).
     """
     state = source if isinstance(source, dict) else read_state_dict(source)
+    where = "" if isinstance(source, dict) else f"{source}: "  # errors name the file
     state = {k.removeprefix("module."): v for k, v in state.items()}
     model = MambaAD(encoder="resnet34", scan="hilbert", directions=8, scan_backend=scan_backend)
-    converted = convert_official_state_dict(state, model)
+    try:
+        converted = convert_official_state_dict(state, model)
+    except CheckpointError as exc:
+        raise CheckpointError(f"{where}{exc}") from None
     own = model.state_dict()
     missing = sorted(set(own) - set(converted))
     unexpected = sorted(set(converted) - set(own))
     if missing or unexpected:
         what = f"missing {missing[0]!r}" if missing else f"unexpected {unexpected[0]!r}"
         raise CheckpointError(
-            f"not an official MambaAD (MVTec configuration) state dict: {len(missing)} missing and "
+            f"{where}not an official MambaAD (MVTec configuration) state dict: {len(missing)} missing and "
             f"{len(unexpected)} unexpected tensors, e.g. {what}"
         )
     for key, value in converted.items():
         if tuple(value.shape) != tuple(own[key].shape):
-            raise CheckpointError(f"official tensor for {key!r} has shape {tuple(value.shape)}")
+            raise CheckpointError(f"{where}official tensor for {key!r} has shape {tuple(value.shape)}")
     model.load_state_dict({k: v.to(own[k].dtype) for k, v in converted.items()})
     return model.eval()

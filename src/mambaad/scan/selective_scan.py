@@ -113,13 +113,26 @@ def _run_piece(fn: Callable[..., tuple[Tensor, Tensor]], *args: Tensor) -> tuple
     return fn(*args)
 
 
+def piece_sizes(length: int, size: int) -> list[int]:
+    """Lengths of the pieces of ``size`` (the last one shorter) that cover ``length`` steps.
+
+    >>> piece_sizes(70, 32), piece_sizes(4, 32)
+    ([32, 32, 6], [4])
+    """
+    length = int(length)  # a traced size arrives as a 0-d tensor; the exported graph fixes it
+    full, rest = divmod(length, size)
+    return [size] * full + ([rest] if rest else [])
+
+
 def _split_time(size: int, *tensors: Tensor) -> list[tuple[Tensor, ...]]:
     """Cut each tensor into pieces of ``size`` along the last (time) dim.
 
     ``split`` rather than per-chunk slicing: its backward concatenates the pieces' gradients once, whereas
     each slice's backward would fill a zero tensor of the full length (quadratic in L over all chunks).
+    The piece lengths are given explicitly, the same pieces as ``split(t, size)`` in eager mode, so a
+    traced graph never holds a Split of ``size`` on a shorter axis (which onnxruntime rejects).
     """
-    return [torch.split(t, size, dim=-1) for t in tensors]
+    return [torch.split(t, piece_sizes(t.shape[-1], size), dim=-1) for t in tensors]
 
 
 # --------------------------------------------------------------------------------------------------
