@@ -132,7 +132,9 @@ def hybrid_selective_scan_numba(
         return (F.pad(t, (0, pad)) if pad else t).contiguous()
 
     with torch.no_grad():
+        nblk = (d + pad) // kern.BLOCK
         u_cl = channels_last(u.to(f32).transpose(1, 2))  # (B, L, Dp); no copy for SS2D's views
+        u_blk = u_cl.view(bsz, length, nblk, kern.BLOCK).transpose(1, 2).contiguous()  # (B, nblk, L, 16)
         bias = delta_bias.to(f32).view(k, d) if delta_bias is not None else torch.zeros(k, d, dtype=f32)
         bias = channels_last(bias)  # (K, Dp)
         a2 = channels_last(A.to(f32).view(k, d, n).transpose(1, 2) * kern.LOG2E)  # (K, N, Dp)
@@ -140,8 +142,8 @@ def hybrid_selective_scan_numba(
         c_cl = C.to(f32).transpose(2, 3).contiguous()
         skip = channels_last(D.to(f32).view(k, d) if D is not None else torch.zeros(k, d, dtype=f32))
         idx = orders.to(device="cpu", dtype=torch.int64).contiguous()
-        out = torch.empty(bsz, length, d + pad, dtype=f32)  # (B, L, Dp)
-        dt_sp = torch.empty(bsz, k, length, d + pad, dtype=f32)  # (B, K, L, Dp) softplus(delta + bias)
+        out = torch.empty(bsz, nblk, length, kern.BLOCK, dtype=f32)  # (B, nblk, L, 16)
+        dt_sp = torch.empty(bsz, k, nblk, length, kern.BLOCK, dtype=f32)  # softplus(delta + bias), blocked
         if dt_weight is None:
             dt = channels_last(delta.to(f32).transpose(2, 3))  # (B, K, L, Dp); no copy for SS2D's views
             arrays = [dt.numpy(), bias.numpy(), dt_sp.numpy(), delta_softplus]
@@ -151,6 +153,7 @@ def hybrid_selective_scan_numba(
             w = channels_last(dt_weight.to(f32).transpose(1, 2))  # (K, R, Dp)
             arrays = [dtr.numpy(), w.numpy(), bias.numpy(), dt_sp.numpy(), delta_softplus]
             _run_jobs(kern.project_bias_softplus, arrays, bsz * k, threads)
-        arrays = [t.numpy() for t in (u_cl, dt_sp, a2, b_cl, c_cl, skip, idx, out)]
-        _run_jobs(kern.hybrid_scan_fwd, arrays, bsz * (d + pad) // kern.BLOCK, threads)
+        arrays = [t.numpy() for t in (u_blk, dt_sp, a2, b_cl, c_cl, skip, idx, out)]
+        _run_jobs(kern.hybrid_scan_fwd, arrays, bsz * nblk, threads)
+        out = out.transpose(1, 2).reshape(bsz, length, d + pad)  # (B, L, Dp)
     return out[:, :, :d].transpose(1, 2)  # (B, D, L) view
