@@ -72,6 +72,14 @@ def _run_jobs(kernel: Any, arrays: list[Any], jobs: int, threads: int | None) ->
         future.result()
 
 
+def _unit_inner_stride(t: Tensor) -> Tensor:
+    """``t`` itself when its last dim is contiguous (the kernel reads rows by pointer), else a copy.
+
+    SS2D's B and C are column slices of x_proj's (B, K, L, R + 2N) output: read in place, no copy.
+    """
+    return t if t.stride(-1) == 1 or t.shape[-1] == 1 else t.contiguous()
+
+
 def _check_no_grad(*tensors: Tensor | None) -> None:
     if torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in tensors):
         raise ConfigError(
@@ -138,8 +146,7 @@ def hybrid_selective_scan_numba(
         bias = delta_bias.to(f32).view(k, d) if delta_bias is not None else torch.zeros(k, d, dtype=f32)
         bias = channels_last(bias)  # (K, Dp)
         a2 = channels_last(A.to(f32).view(k, d, n).transpose(1, 2) * kern.LOG2E)  # (K, N, Dp)
-        b_cl = B.to(f32).transpose(2, 3).contiguous()  # (B, K, L, N)
-        c_cl = C.to(f32).transpose(2, 3).contiguous()
+        b_cl, c_cl = (_unit_inner_stride(t.to(f32).transpose(2, 3)) for t in (B, C))  # (B, K, L, N)
         skip = channels_last(D.to(f32).view(k, d) if D is not None else torch.zeros(k, d, dtype=f32))
         idx = orders.to(device="cpu", dtype=torch.int64).contiguous()
         out = torch.empty(bsz, nblk, length, kern.BLOCK, dtype=f32)  # (B, nblk, L, 16)
