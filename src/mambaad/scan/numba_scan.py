@@ -8,13 +8,11 @@ Why a compiled kernel: at batch 1 the official configuration runs 31 M (channel,
 each with N=16 exponentials. The torch backends loop over positions in Python (19,648 steps per image), so
 op overhead dominates. Here one compiled loop walks L per block of channels.
 
-Layout, chosen so that the innermost loop runs over 16 contiguous channels (one AVX-512 vector) and
-needs no horizontal sums: u (B, L, D) and delta (B, K, L, D) channels-last, A (K, N, D), B/C (B, K, L, N).
-For one (b, k, step) all channels read the same pixel p, so the channel loop reads contiguous memory.
-
-The exponential is our own (2^y = 2^n * 2^f, a degree-5 polynomial for 2^f, 2^n built from its bits)
-because numba's ``math.exp`` is a scalar libm call unless llvmlite was built with Intel SVML, which the
-PyPI wheels are not; the polynomial vectorises. Relative error < 3e-7 for the decays exp(delta * A) <= 1.
+Layout: u, delta and the output blocked as (B, D/16, L, 16), so the 16 channels of a job are one vector
+and one job's rows are contiguous (the permuted walk stays in L2 and few pages); A (K, N, D); B/C
+(B, K, L, N) rows, read in place from x_proj's output. The step itself is LLVM IR on 16-float vectors
+(``_numba_kernels._scan_step``): with AVX-512, 2^y = vscalefps(poly(f), n) with f = vreduceps(y);
+elsewhere rint and the exponent bits. Relative error < 3e-7 for the decays exp(delta * A) <= 1.
 
 numba is optional (``pip install mambaad[cpu]``); importing this module never needs it.
 """
