@@ -153,3 +153,21 @@ def test_low_rank_delta_with_dt_weight() -> None:
     torch.testing.assert_close(y, ref, rtol=1e-5, atol=1e-5 * ref.abs().max().item())
     with pytest.raises(ValueError, match="dt_weight"):
         hybrid_selective_scan(xs[0], low, *xs[2:], orders, backend="numba", dt_weight=weight[:, :, :2])
+
+
+def test_portable_step_without_avx512(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The step's non-AVX-512 code path (rint + exponent bits), compiled afresh, matches the reference."""
+    import numba
+
+    from mambaad.scan import _numba_kernels as kernels
+
+    monkeypatch.setattr(kernels, "USE_AVX512", False)  # read when the step is compiled into a caller
+    portable = numba.njit(nogil=True, fastmath=True, error_model="numpy")(kernels.hybrid_scan_fwd.py_func)
+    monkeypatch.setattr(kernels, "hybrid_scan_fwd", portable)
+    torch.manual_seed(3)
+    xs = _inputs(1, 4, 20, 5, 3, 4, True, False)  # odd N (the unpaired state), D padded to 32
+    xs[1][..., :2] = 50.0  # exponents far below -126 must give a zero decay
+    orders = scan_orders("hilbert", 3, 4, 4)
+    y = numba_scan.hybrid_selective_scan_numba(*xs, orders)
+    ref = hybrid_selective_scan_torch(*[x.double() for x in xs], orders, backend="reference")
+    torch.testing.assert_close(y.double(), ref, rtol=1e-5, atol=1e-5 * ref.abs().max().item())

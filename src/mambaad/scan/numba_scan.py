@@ -8,13 +8,11 @@ Why a compiled kernel: at batch 1 the official configuration runs 31 M (channel,
 each with N=16 exponentials. The torch backends loop over positions in Python (19,648 steps per image), so
 op overhead dominates. Here one compiled loop walks L per block of channels.
 
-Layout, chosen so that the innermost loop runs over 16 contiguous channels (one AVX-512 vector) and
-needs no horizontal sums: u (B, L, D) and delta (B, K, L, D) channels-last, A (K, N, D), B/C (B, K, L, N).
-For one (b, k, step) all channels read the same pixel p, so the channel loop reads contiguous memory.
-
-The exponential is our own (2^y = 2^n * 2^f, a degree-5 polynomial for 2^f, 2^n built from its bits)
-because numba's ``math.exp`` is a scalar libm call unless llvmlite was built with Intel SVML, which the
-PyPI wheels are not; the polynomial vectorises. Relative error < 3e-7 for the decays exp(delta * A) <= 1.
+Layout: u, delta and the output blocked as (B, D/16, L, 16), so the 16 channels of a job are one vector
+and one job's rows are contiguous (the permuted walk stays in L2 and few pages); A (K, N, D); B/C
+(B, K, L, N) rows, read in place from x_proj's output. The step itself is LLVM IR on 16-float vectors
+(``_numba_kernels._scan_step``): with AVX-512, 2^y = vscalefps(poly(f), n) with f = vreduceps(y);
+elsewhere rint and the exponent bits. Relative error < 3e-7 for the decays exp(delta * A) <= 1.
 
 numba is optional (``pip install mambaad[cpu]``); importing this module never needs it.
 """
@@ -70,6 +68,14 @@ def _run_jobs(kernel: Any, arrays: list[Any], jobs: int, threads: int | None) ->
     kernel(*arrays, bounds[0], bounds[1])
     for future in futures:
         future.result()
+
+
+def _unit_inner_stride(t: Tensor) -> Tensor:
+    """``t`` itself when its last dim is contiguous (the kernel reads rows by pointer), else a copy.
+
+    SS2D's B and C are column slices of x_proj's (B, K, L, R + 2N) output: read in place, no copy.
+    """
+    return t if t.stride(-1) == 1 or t.shape[-1] == 1 else t.contiguous()
 
 
 def _check_no_grad(*tensors: Tensor | None) -> None:
@@ -132,16 +138,17 @@ def hybrid_selective_scan_numba(
         return (F.pad(t, (0, pad)) if pad else t).contiguous()
 
     with torch.no_grad():
+        nblk = (d + pad) // kern.BLOCK
         u_cl = channels_last(u.to(f32).transpose(1, 2))  # (B, L, Dp); no copy for SS2D's views
+        u_blk = u_cl.view(bsz, length, nblk, kern.BLOCK).transpose(1, 2).contiguous()  # (B, nblk, L, 16)
         bias = delta_bias.to(f32).view(k, d) if delta_bias is not None else torch.zeros(k, d, dtype=f32)
         bias = channels_last(bias)  # (K, Dp)
         a2 = channels_last(A.to(f32).view(k, d, n).transpose(1, 2) * kern.LOG2E)  # (K, N, Dp)
-        b_cl = B.to(f32).transpose(2, 3).contiguous()  # (B, K, L, N)
-        c_cl = C.to(f32).transpose(2, 3).contiguous()
+        b_cl, c_cl = (_unit_inner_stride(t.to(f32).transpose(2, 3)) for t in (B, C))  # (B, K, L, N)
         skip = channels_last(D.to(f32).view(k, d) if D is not None else torch.zeros(k, d, dtype=f32))
         idx = orders.to(device="cpu", dtype=torch.int64).contiguous()
-        out = torch.empty(bsz, length, d + pad, dtype=f32)  # (B, L, Dp)
-        dt_sp = torch.empty(bsz, k, length, d + pad, dtype=f32)  # (B, K, L, Dp) softplus(delta + bias)
+        out = torch.empty(bsz, nblk, length, kern.BLOCK, dtype=f32)  # (B, nblk, L, 16)
+        dt_sp = torch.empty(bsz, k, nblk, length, kern.BLOCK, dtype=f32)  # softplus(delta + bias), blocked
         if dt_weight is None:
             dt = channels_last(delta.to(f32).transpose(2, 3))  # (B, K, L, Dp); no copy for SS2D's views
             arrays = [dt.numpy(), bias.numpy(), dt_sp.numpy(), delta_softplus]
@@ -151,6 +158,7 @@ def hybrid_selective_scan_numba(
             w = channels_last(dt_weight.to(f32).transpose(1, 2))  # (K, R, Dp)
             arrays = [dtr.numpy(), w.numpy(), bias.numpy(), dt_sp.numpy(), delta_softplus]
             _run_jobs(kern.project_bias_softplus, arrays, bsz * k, threads)
-        arrays = [t.numpy() for t in (u_cl, dt_sp, a2, b_cl, c_cl, skip, idx, out)]
-        _run_jobs(kern.hybrid_scan_fwd, arrays, bsz * (d + pad) // kern.BLOCK, threads)
+        arrays = [t.numpy() for t in (u_blk, dt_sp, a2, b_cl, c_cl, skip, idx, out)]
+        _run_jobs(kern.hybrid_scan_fwd, arrays, bsz * nblk, threads)
+        out = out.transpose(1, 2).reshape(bsz, length, d + pad)  # (B, L, Dp)
     return out[:, :, :d].transpose(1, 2)  # (B, D, L) view
