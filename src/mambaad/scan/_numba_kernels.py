@@ -16,14 +16,18 @@ LOG2E = 1.4426950408889634
 
 # float32 constants: numba freezes module globals by value, np.float32 keeps the arithmetic in fp32
 _Y_MIN = np.float32(-126.0)  # keeps 2^n a normal float; 2^-126 ~ 1.2e-38 stands for 0
-# 2^f on |f| <= 1/2: degree-5 Chebyshev fit (max relative error 2.5e-7 evaluated in fp32)
-_C0 = np.float32(1.0000001192092896)
+# 2^f on |f| <= 1/2: degree-6 fit with p(0) = 1 exactly (max relative error 1.0e-7 in fp32, mean 9e-10).
+# The bias matters more than the maximum: the decay exp(delta A) is multiplied over hundreds of steps, and
+# the earlier degree-5 fit (p(0) = 1 + 1 ulp, mean bias +5e-8) moved the official parity fixture's mse0 by
+# 1.6e-5 (tolerance 6e-6).
+_C0 = np.float32(1.0)
 _ONE = np.float32(1.0)
 _C1 = np.float32(0.6931471824645996)
-_C2 = np.float32(0.2402210682630539)
-_C3 = np.float32(0.05550327152013779)
-_C4 = np.float32(0.009676037356257439)
-_C5 = np.float32(0.0013400432653725147)
+_C2 = np.float32(0.24022647738456726)
+_C3 = np.float32(0.055503327399492264)
+_C4 = np.float32(0.009618434123694897)
+_C5 = np.float32(0.001339873531833291)
+_C6 = np.float32(0.00015353884373325855)
 _LOG2E32 = np.float32(LOG2E)
 _ZERO = np.float32(0.0)
 # 2 atanh(s) = 2 s (1 + s^2/3 + s^4/5 + ...): the series of log1p through s = z / (2 + z)
@@ -54,7 +58,7 @@ def exp2_nonpos(y: float) -> float:
     y = max(y, _Y_MIN)
     n = np.rint(y)
     f = y - n
-    p = ((((_C5 * f + _C4) * f + _C3) * f + _C2) * f + _C1) * f + _C0
+    p = (((((_C6 * f + _C5) * f + _C4) * f + _C3) * f + _C2) * f + _C1) * f + _C0
     return p * _int_bits_as_float((np.int32(n) + 127) << 23)
 
 
@@ -224,8 +228,8 @@ def _scan_step(
                 y = builder.call(fn("llvm.maxnum.v16f32", 2), [y, vconst(_Y_MIN)])
                 n = builder.call(fn("llvm.rint.v16f32", 1), [y])
                 f = builder.fsub(y, n)
-            p = vconst(_C5)
-            for c in (_C4, _C3, _C2, _C1, _C0):
+            p = vconst(_C6)
+            for c in (_C5, _C4, _C3, _C2, _C1, _C0):
                 p = builder.call(fma, [p, f, vconst(c)])
             if USE_AVX512:
                 scalef = fn("llvm.x86.avx512.mask.scalef.ps.512", 3, [i16, i32])
