@@ -19,6 +19,20 @@ def _softplus(x):
 
 
 @triton.jit
+def _program_block(K, D, N, BLOCK_D: tl.constexpr, BLOCK_N: tl.constexpr):
+    """This program's (b, k), its channels and states with their masks, and channel index k * D + d.
+
+    Every kernel runs on the grid (B * K, cdiv(D, BLOCK_D)).
+    """
+    pid_bk = tl.program_id(0)
+    b = pid_bk // K
+    k = pid_bk % K
+    offs_d = tl.program_id(1) * BLOCK_D + tl.arange(0, BLOCK_D)
+    offs_n = tl.arange(0, BLOCK_N)
+    return b, k, offs_d, offs_n, offs_d < D, offs_n < N, k * D + offs_d
+
+
+@triton.jit
 def fwd_kernel(
     u_ptr, dl_ptr, a_ptr, b_ptr, c_ptr, dskip_ptr, bias_ptr, ord_ptr, out_ptr, hs_ptr,
     K, D, L, N, n_chunks,
@@ -30,16 +44,8 @@ def fwd_kernel(
     HAS_D: tl.constexpr, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr, SAVE_STATES: tl.constexpr,
     BLOCK_D: tl.constexpr, BLOCK_N: tl.constexpr, CHUNK: tl.constexpr,
 ):  # fmt: skip
-    pid_bk = tl.program_id(0)
-    pid_d = tl.program_id(1)
-    b = pid_bk // K
-    k = pid_bk % K
-    offs_d = pid_d * BLOCK_D + tl.arange(0, BLOCK_D)
-    offs_n = tl.arange(0, BLOCK_N)
+    b, k, offs_d, offs_n, mask_d, mask_n, ch = _program_block(K, D, N, BLOCK_D, BLOCK_N)
     offs_c = tl.arange(0, CHUNK)
-    mask_d = offs_d < D
-    mask_n = offs_n < N
-    ch = k * D + offs_d  # (BLOCK_D,) channel in K*D
     mask_dn = mask_d[:, None] & mask_n[None, :]
     a_mat = tl.load(a_ptr + ch[:, None] * N + offs_n[None, :], mask=mask_dn, other=0.0).to(tl.float32)
     if HAS_D:
@@ -96,16 +102,8 @@ def bwd_kernel(
 ):  # fmt: skip
     # Gradient buffers are fp32 and contiguous: du (B, D, L), ddelta (B, K, D, L), dA (K*D, N),
     # dB/dC (B, K, N, L), dD/dbias (K*D,). dout has the strides so_*.
-    pid_bk = tl.program_id(0)
-    pid_d = tl.program_id(1)
-    b = pid_bk // K
-    k = pid_bk % K
-    offs_d = pid_d * BLOCK_D + tl.arange(0, BLOCK_D)
-    offs_n = tl.arange(0, BLOCK_N)
+    b, k, offs_d, offs_n, mask_d, mask_n, ch = _program_block(K, D, N, BLOCK_D, BLOCK_N)
     offs_c = tl.arange(0, CHUNK)
-    mask_d = offs_d < D
-    mask_n = offs_n < N
-    ch = k * D + offs_d
     mask_dn = mask_d[:, None] & mask_n[None, :]
     a_mat = tl.load(a_ptr + ch[:, None] * N + offs_n[None, :], mask=mask_dn, other=0.0).to(tl.float32)
     if HAS_D:
@@ -195,6 +193,32 @@ LOG2E = tl.constexpr(1.4426950408889634)
 
 
 @triton.jit
+def _step_inputs(
+    ord_base, t, L, u_base, d_base, b_base, c_base, su_l, sd_l, sb_l, sc_l, mask_d, mask_n, bias,
+    HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr,
+):  # fmt: skip
+    """Step t of the step kernels: its pixel p, channel mask, u, biased dt_proj output, delta, B, C.
+
+    Steps past the end (t >= L) read nothing and give delta = 0, an identity step.
+    """
+    valid = t < L
+    p = tl.load(ord_base + t, mask=valid, other=0)  # this step's raster pixel
+    m = mask_d & valid
+    u = tl.load(u_base + p * su_l, mask=m, other=0.0).to(tl.float32)  # (BD,)
+    raw = tl.load(d_base + p * sd_l, mask=m, other=0.0).to(tl.float32)
+    if HAS_BIAS:
+        raw = raw + bias
+    if SOFTPLUS:
+        dt = _softplus(raw)
+    else:
+        dt = raw
+    dt = tl.where(m, dt, 0.0)
+    bt = tl.load(b_base + p * sb_l, mask=mask_n & valid, other=0.0).to(tl.float32)  # (BN,)
+    ct = tl.load(c_base + p * sc_l, mask=mask_n & valid, other=0.0).to(tl.float32)
+    return p, m, u, raw, dt, bt, ct
+
+
+@triton.jit
 def fwd_seq_kernel(
     u_ptr, dl_ptr, a_ptr, b_ptr, c_ptr, dskip_ptr, bias_ptr, ord_ptr, out_ptr, hs_ptr,
     K, D, L, N, n_chunks,
@@ -213,22 +237,15 @@ def fwd_seq_kernel(
     # backward (same (B, K, n_chunks, N, D) layout as ``fwd_kernel``'s). Every tile is (N, BLOCK_D) with
     # the channels innermost in memory, so Triton lays the channels across threads and the N states of a
     # channel in one thread's registers.
-    pid_bk = tl.program_id(0)
-    pid_d = tl.program_id(1)
-    b = pid_bk // K
-    k = pid_bk % K
-    offs_d = pid_d * BLOCK_D + tl.arange(0, BLOCK_D)
-    offs_n = tl.arange(0, BLOCK_N)
+    b, k, offs_d, offs_n, mask_d, mask_n, ch = _program_block(K, D, N, BLOCK_D, BLOCK_N)
     offs_j = tl.arange(0, UNROLL)
-    mask_d = offs_d < D
-    mask_n = offs_n < N
-    ch = k * D + offs_d  # (BD,)
     mask_nd = mask_n[:, None] & mask_d[None, :]
     # A arrives transposed, (N, K*D): the channels of one state contiguous, like every tile here
     a2 = tl.load(a_ptr + offs_n[:, None] * (K * D) + ch[None, :], mask=mask_nd, other=0.0).to(tl.float32)
     a2 = a2 * LOG2E  # (BN, BD): exp(x A) = exp2(x A log2 e)
     if HAS_D:
         dskip = tl.load(dskip_ptr + ch, mask=mask_d, other=0.0).to(tl.float32)
+    bias = 0.0  # placeholder when HAS_BIAS is off
     if HAS_BIAS:
         bias = tl.load(bias_ptr + ch, mask=mask_d, other=0.0).to(tl.float32)
     u_base = u_ptr + b * su_b + offs_d * su_d  # (BD,)
@@ -245,18 +262,10 @@ def fwd_seq_kernel(
                 tl.store(hs_base + (t0 // SAVE_EVERY) * N * D, h, mask=mask_nd)
         y_tile = tl.zeros((UNROLL, BLOCK_D), dtype=tl.float32)
         for j in tl.static_range(UNROLL):
-            valid = t0 + j < L
-            p = tl.load(ord_base + t0 + j, mask=valid, other=0)  # this step's raster pixel
-            m = mask_d & valid
-            u = tl.load(u_base + p * su_l, mask=m, other=0.0).to(tl.float32)  # (BD,)
-            dt = tl.load(d_base + p * sd_l, mask=m, other=0.0).to(tl.float32)
-            if HAS_BIAS:
-                dt = dt + bias
-            if SOFTPLUS:
-                dt = _softplus(dt)
-            dt = tl.where(m, dt, 0.0)  # padding steps are identities
-            bt = tl.load(b_base + p * sb_l, mask=mask_n & valid, other=0.0).to(tl.float32)  # (BN,)
-            ct = tl.load(c_base + p * sc_l, mask=mask_n & valid, other=0.0).to(tl.float32)
+            _, _, u, _, dt, bt, ct = _step_inputs(
+                ord_base, t0 + j, L, u_base, d_base, b_base, c_base, su_l, sd_l, sb_l, sc_l, mask_d, mask_n,
+                bias, HAS_BIAS, SOFTPLUS,
+            )  # fmt: skip
             h = tl.exp2(dt[None, :] * a2) * h + (dt * u)[None, :] * bt[:, None]  # (BN, BD)
             y = tl.sum(h * ct[:, None], axis=0)  # (BD,)
             if HAS_D:
@@ -289,20 +298,13 @@ def bwd_seq_kernel(
     # walks the chunk backwards, one step at a time. dB / dC are summed over this program's channels in
     # registers and added once per step and program. Gradient buffers are fp32 with the channels (or
     # states) innermost: du (B, L, D), ddelta (B, K, L, D), dA^T (N, K*D), dB / dC (B, K, L, N).
-    pid_bk = tl.program_id(0)
-    pid_d = tl.program_id(1)
-    b = pid_bk // K
-    k = pid_bk % K
-    offs_d = pid_d * BLOCK_D + tl.arange(0, BLOCK_D)
-    offs_n = tl.arange(0, BLOCK_N)
-    mask_d = offs_d < D
-    mask_n = offs_n < N
-    ch = k * D + offs_d
+    b, k, offs_d, offs_n, mask_d, mask_n, ch = _program_block(K, D, N, BLOCK_D, BLOCK_N)
     mask_nd = mask_n[:, None] & mask_d[None, :]
     a_mat = tl.load(at_ptr + offs_n[:, None] * (K * D) + ch[None, :], mask=mask_nd, other=0.0).to(tl.float32)
     a2 = a_mat * LOG2E  # (BN, BD)
     if HAS_D:
         dskip = tl.load(dskip_ptr + ch, mask=mask_d, other=0.0).to(tl.float32)
+    bias = 0.0  # placeholder when HAS_BIAS is off
     if HAS_BIAS:
         bias = tl.load(bias_ptr + ch, mask=mask_d, other=0.0).to(tl.float32)
     u_base = u_ptr + b * su_b + offs_d * su_d  # (BD,)
@@ -311,7 +313,7 @@ def bwd_seq_kernel(
     b_base = b_ptr + b * sb_b + k * sb_k + offs_n * sb_n  # (BN,)
     c_base = c_ptr + b * sc_b + k * sc_k + offs_n * sc_n
     hs_base = hs_ptr + (b * K + k) * n_chunks * N * D + offs_n[:, None] * D + offs_d[None, :]  # (BN, BD)
-    program = pid_bk * tl.num_programs(1) + pid_d
+    program = tl.program_id(0) * tl.num_programs(1) + tl.program_id(1)
     scr_base = scratch_ptr + program * (CHUNK * BLOCK_N * BLOCK_D)
     scr_base = scr_base + offs_n[:, None] * BLOCK_D + tl.arange(0, BLOCK_D)[None, :]  # slot j: + j * BN * BD
     du_base = du_ptr + b * L * D + offs_d  # (B, L, D)
@@ -328,38 +330,22 @@ def bwd_seq_kernel(
         t0 = c * CHUNK
         h = tl.load(hs_base + c * N * D, mask=mask_nd, other=0.0)
         for j in range(CHUNK):  # recompute the chunk's states
-            valid = t0 + j < L
             tl.store(scr_base + j * (BLOCK_N * BLOCK_D), h)
-            p = tl.load(ord_base + t0 + j, mask=valid, other=0)
-            m = mask_d & valid
-            u = tl.load(u_base + p * su_l, mask=m, other=0.0).to(tl.float32)
-            dt = tl.load(d_base + p * sd_l, mask=m, other=0.0).to(tl.float32)
-            if HAS_BIAS:
-                dt = dt + bias
-            if SOFTPLUS:
-                dt = _softplus(dt)
-            dt = tl.where(m, dt, 0.0)
-            bt = tl.load(b_base + p * sb_l, mask=mask_n & valid, other=0.0).to(tl.float32)
+            _, _, u, _, dt, bt, _ = _step_inputs(
+                ord_base, t0 + j, L, u_base, d_base, b_base, c_base, su_l, sd_l, sb_l, sc_l, mask_d, mask_n,
+                bias, HAS_BIAS, SOFTPLUS,
+            )  # fmt: skip
             h = tl.exp2(dt[None, :] * a2) * h + (dt * u)[None, :] * bt[:, None]
         tl.debug_barrier()
         for jj in range(CHUNK):  # the adjoint, backwards through the chunk
             j = CHUNK - 1 - jj
             valid = t0 + j < L
             hp = tl.load(scr_base + j * (BLOCK_N * BLOCK_D))  # state entering step t
-            p = tl.load(ord_base + t0 + j, mask=valid, other=0)
-            m = mask_d & valid
+            p, m, u, raw, dt, bt, ct = _step_inputs(
+                ord_base, t0 + j, L, u_base, d_base, b_base, c_base, su_l, sd_l, sb_l, sc_l, mask_d, mask_n,
+                bias, HAS_BIAS, SOFTPLUS,
+            )  # fmt: skip
             mn = mask_n & valid
-            u = tl.load(u_base + p * su_l, mask=m, other=0.0).to(tl.float32)
-            raw = tl.load(d_base + p * sd_l, mask=m, other=0.0).to(tl.float32)
-            if HAS_BIAS:
-                raw = raw + bias
-            if SOFTPLUS:
-                dt = _softplus(raw)
-            else:
-                dt = raw
-            dt = tl.where(m, dt, 0.0)
-            bt = tl.load(b_base + p * sb_l, mask=mn, other=0.0).to(tl.float32)
-            ct = tl.load(c_base + p * sc_l, mask=mn, other=0.0).to(tl.float32)
             dy = tl.load(g_base + p * so_l, mask=m, other=0.0).to(tl.float32)  # (BD,)
             decay = tl.exp2(dt[None, :] * a2)  # (BN, BD)
             dtu = dt * u
