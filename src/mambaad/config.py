@@ -74,6 +74,9 @@ class ModelConfig:
         default_factory=lambda: [5, 7]
     )  # depthwise kernels of the local branches
     scan_backend: str = "auto"
+    # options of the chosen model's builder beyond the fields above, e.g. {noise_std: 0.05} for simplenet
+    # (each baseline's Config dataclass lists them); command line: --model.options.noise_std 0.05
+    options: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         _check(self.directions > 0, "model.directions", "must be > 0", self.directions)
@@ -356,6 +359,12 @@ def _coerce(value: Any, tp: Any, key: str, source: str) -> Any:
         if isinstance(value, Path):
             return str(value)
         raise bad
+    if tp is dict or origin is dict:
+        if isinstance(value, str):  # from the command line: "{noise_std: 0.05}"
+            value = _yaml_scalar(value, key, source)
+        if not isinstance(value, Mapping):
+            raise ConfigError(f"{key} in {source} must be a mapping of names to values, got {value!r}")
+        return {str(k): v for k, v in value.items()}
     if origin in (list, tuple):
         items = _as_items(value, key, source, bad)
         if origin is tuple and args and args[-1] is not Ellipsis:
@@ -537,6 +546,10 @@ def apply_overrides(cfg: RunConfig, overrides: Sequence[str]) -> RunConfig:
         if not sep or not key:
             raise ConfigError(f"{source} must look like section.key=value (e.g. train.epochs=50)")
         section, dot, leaf = key.partition(".")
+        option, is_option = _model_option(section, leaf)
+        if is_option:  # model.options.NAME: a builder option, typed like YAML (0.05, true, [1, 2])
+            d["model"].setdefault("options", {})[option] = _yaml_scalar(value, key, source)
+            continue
         if not dot:
             if key not in _TOP_LEVEL:
                 raise _unknown(key, source)
@@ -547,6 +560,20 @@ def apply_overrides(cfg: RunConfig, overrides: Sequence[str]) -> RunConfig:
             hint = _field_types(_SECTIONS[section])[leaf]
             d[section][leaf] = _coerce(value, hint, key, source)  # coerce here so errors name the override
     return _from_dict(d, "overrides")
+
+
+def _model_option(section: str, leaf: str) -> tuple[str, bool]:
+    """(NAME, True) for the dotted key ``model.options.NAME``, else ("", False)."""
+    prefix, dot, name = leaf.partition(".")
+    return name, section == "model" and prefix == "options" and bool(dot) and bool(name)
+
+
+def _yaml_scalar(value: str, key: str, source: str) -> Any:
+    """A command-line value read as YAML reads it (numbers, booleans, null, lists); else the string."""
+    try:
+        return yaml.safe_load(value) if value.strip() else value
+    except yaml.YAMLError:
+        raise ConfigError(f"{source}: {key} value {value!r} is not valid YAML") from None
 
 
 def _is_bool_key(key: str) -> bool:

@@ -102,7 +102,11 @@ def resolve_device(name: str) -> torch.device:
 
 
 def build_model(cfg: RunConfig) -> nn.Module:
-    """The model the config describes (``model.*`` plus the map smoothing of ``eval.gaussian_sigma``)."""
+    """The model the config describes (``model.*`` plus the map smoothing of ``eval.gaussian_sigma``).
+
+    ``model.options`` go to the model's builder as keyword options (baselines' own settings such as
+    SimpleNet's ``noise_std``); an unknown name is a one-line ConfigError.
+    """
     from mambaad.models import create_model
 
     m = cfg.model
@@ -124,7 +128,14 @@ def build_model(cfg: RunConfig) -> nn.Module:
             local_kernels=tuple(m.local_kernels),
             scan_backend=m.scan_backend,
         )
-    return create_model(m.model, **options)
+    clash = sorted(set(m.options) & set(options))
+    if clash:
+        raise ConfigError(f"model.options.{clash[0]}: set it with its own option (model.{clash[0]} / eval.*)")
+    options.update(m.options)
+    try:
+        return create_model(m.model, **options)
+    except TypeError as err:  # a builder without **options: an unknown option name
+        raise ConfigError(f"model.options for {m.model}: {err}") from None
 
 
 def check_new_run_dir(run_dir: Path) -> None:
