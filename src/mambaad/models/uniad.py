@@ -14,7 +14,9 @@ Paper: "A Unified Model for Multi-class Anomaly Detection", §3 (Fig. 3):
                           decoder layer's output (the encoder output for the first layer), then an FFN
     feature jitter (§3.4) training only: tokens + N(0, (alpha * ||token||_2 / C)^2) noise with probability p;
                           the paper uses alpha = 20, p = 1 (our defaults ``jitter_scale``, ``jitter_prob``),
-                          added to the projected tokens before the encoder
+                          added to the encoder's feature tokens (C = their channel count) BEFORE the input
+                          projection, as in the authors' code: on the projected tokens the noise scale would
+                          depend on (and back-propagate into) the learned projection
     loss                  MSE between input features and their reconstruction
     map (§3.5)            per-token L2 distance, bilinearly upsampled to the input, Gaussian (sigma 4, the
                           benchmark protocol); image score = max of the map average-pooled with a
@@ -22,7 +24,8 @@ Paper: "A Unified Model for Multi-class Anomaly Detection", §3 (Fig. 3):
 
 Sizes (paper): hidden 256, 8 heads, FFN 1024, 4 encoder + 4 decoder layers, dropout 0.1, 2-D sine
 positional embedding on queries and keys. Learnable queries are stored for ``image_size`` and resized
-bilinearly for other grids. Paper recipe in :data:`RECIPE`: AdamW lr 1e-4, betas (0.9, 0.999), weight
+bilinearly for other grids. Initialisation as in the authors' code: Xavier-uniform weights and zero biases
+for every linear layer of the reconstruction network, N(0, 1) queries (an ``nn.Embedding``). Paper recipe in :data:`RECIPE`: AdamW lr 1e-4, betas (0.9, 0.999), weight
 decay 1e-4 on every parameter, lr x0.1 after epoch 800 of 1000, gradient-norm clip 0.1, batch 64 (8 GPUs x
 8), 224 px (we keep the package's 256 px); ``configs/uniad.yaml``. The schedule and clip are those of the
 authors' released MVTec config.
@@ -85,6 +88,14 @@ def feature_jitter(tokens: Tensor, scale: float, prob: float) -> Tensor:
     return tokens + keep * sigma * torch.randn_like(tokens)
 
 
+def _xavier_linear(module: nn.Module) -> None:
+    """Xavier-uniform weight, zero bias: the authors' initialiser for every linear layer of the network."""
+    if isinstance(module, nn.Linear):
+        nn.init.xavier_uniform_(module.weight)
+        if module.bias is not None:
+            nn.init.zeros_(module.bias)
+
+
 class EncoderLayer(nn.Module):
     """Post-norm transformer layer: masked self-attention, then FFN."""
 
@@ -107,8 +118,7 @@ class QueryDecoderLayer(nn.Module):
     def __init__(self, dim: int, heads: int, ffn: int, dropout: float, grid: tuple[int, int]) -> None:
         super().__init__()
         self.grid = grid
-        self.query = nn.Parameter(torch.zeros(grid[0] * grid[1], dim))
-        nn.init.normal_(self.query, std=0.02)
+        self.query = nn.Parameter(torch.randn(grid[0] * grid[1], dim))  # N(0, 1) as an nn.Embedding
         self.attn_memory = nn.MultiheadAttention(dim, heads, dropout=dropout, batch_first=True)
         self.attn_previous = nn.MultiheadAttention(dim, heads, dropout=dropout, batch_first=True)
         self.ffn = nn.Sequential(nn.Linear(dim, ffn), nn.ReLU(), nn.Dropout(dropout), nn.Linear(ffn, dim))
@@ -172,6 +182,8 @@ class UniAD(nn.Module):
             for _ in range(cfg.decoder_layers)
         )
         self.output_proj = nn.Linear(cfg.hidden, self.feature_dim)
+        for part in (self.input_proj, self.encoder_layers, self.decoder_layers, self.output_proj):
+            part.apply(_xavier_linear)  # not the pretrained encoder
 
     def train(self, mode: bool = True) -> UniAD:
         super().train(mode)
@@ -195,9 +207,10 @@ class UniAD(nn.Module):
         if mask.all(dim=1).any():
             raise MambaADError(f"neighbor_size {k} hides every token of the {h}x{w} grid; use a smaller one")
         pos = sine_position_embedding(h, w, self.config.hidden, x.device)[None]  # (1, L, C)
-        tokens = self.input_proj(feats.flatten(2).transpose(1, 2))  # (B, L, hidden)
-        if self.training and self.config.jitter_prob > 0:
+        tokens = feats.flatten(2).transpose(1, 2)  # (B, L, C_feat)
+        if self.training and self.config.jitter_prob > 0:  # on the features, before the projection (§3.4)
             tokens = feature_jitter(tokens, self.config.jitter_scale, self.config.jitter_prob)
+        tokens = self.input_proj(tokens)  # (B, L, hidden)
         memory = tokens
         for layer in self.encoder_layers:
             memory = layer(memory, pos, mask)
