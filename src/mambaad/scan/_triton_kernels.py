@@ -33,6 +33,32 @@ def _program_block(K, D, N, BLOCK_D: tl.constexpr, BLOCK_N: tl.constexpr):
 
 
 @triton.jit
+def _chunk_inputs(
+    ord_base, offs_t, L, u_base, d_base, b_base, c_base, su_l, sd_l, sb_l, sc_l, mask_d, mask_n, bias,
+    HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr,
+):  # fmt: skip
+    """Steps ``offs_t`` of the chunked kernels as tiles: pixels p, (BD, T) mask, u, biased dt_proj output
+    and delta (BD, T), B and C (BN, T). Steps past the end read nothing and give delta = 0 (identities).
+    """
+    mask_t = offs_t < L
+    p = tl.load(ord_base + offs_t, mask=mask_t, other=0)  # (T,) raster positions
+    m_dt = mask_d[:, None] & mask_t[None, :]
+    m_nt = mask_n[:, None] & mask_t[None, :]
+    u = tl.load(u_base + p[None, :] * su_l, mask=m_dt, other=0.0).to(tl.float32)  # (BD, T)
+    raw = tl.load(d_base + p[None, :] * sd_l, mask=m_dt, other=0.0).to(tl.float32)
+    if HAS_BIAS:
+        raw = raw + bias[:, None]
+    if SOFTPLUS:
+        dt = _softplus(raw)
+    else:
+        dt = raw
+    dt = tl.where(m_dt, dt, 0.0)
+    bt = tl.load(b_base + p[None, :] * sb_l, mask=m_nt, other=0.0).to(tl.float32)  # (BN, T)
+    ct = tl.load(c_base + p[None, :] * sc_l, mask=m_nt, other=0.0).to(tl.float32)
+    return p, m_dt, m_nt, u, raw, dt, bt, ct
+
+
+@triton.jit
 def fwd_kernel(
     u_ptr, dl_ptr, a_ptr, b_ptr, c_ptr, dskip_ptr, bias_ptr, ord_ptr, out_ptr, hs_ptr,
     K, D, L, N, n_chunks,
@@ -50,6 +76,7 @@ def fwd_kernel(
     a_mat = tl.load(a_ptr + ch[:, None] * N + offs_n[None, :], mask=mask_dn, other=0.0).to(tl.float32)
     if HAS_D:
         dskip = tl.load(dskip_ptr + ch, mask=mask_d, other=0.0).to(tl.float32)
+    bias = 0.0  # placeholder when HAS_BIAS is off
     if HAS_BIAS:
         bias = tl.load(bias_ptr + ch, mask=mask_d, other=0.0).to(tl.float32)
     u_base = u_ptr + b * su_b + offs_d[:, None] * su_d
@@ -62,20 +89,10 @@ def fwd_kernel(
     for c in range(n_chunks):
         if SAVE_STATES:
             tl.store(hs_base + c * N * D, h, mask=mask_dn)
-        offs_t = c * CHUNK + offs_c
-        mask_t = offs_t < L
-        p = tl.load(ord_ptr + k * L + offs_t, mask=mask_t, other=0)  # (CHUNK,) raster positions
-        m_dt = mask_d[:, None] & mask_t[None, :]
-        m_nt = mask_n[:, None] & mask_t[None, :]
-        u = tl.load(u_base + p[None, :] * su_l, mask=m_dt, other=0.0).to(tl.float32)  # (BD, T)
-        dt = tl.load(d_base + p[None, :] * sd_l, mask=m_dt, other=0.0).to(tl.float32)
-        if HAS_BIAS:
-            dt = dt + bias[:, None]
-        if SOFTPLUS:
-            dt = _softplus(dt)
-        dt = tl.where(m_dt, dt, 0.0)  # padding: identity steps
-        bt = tl.load(b_base + p[None, :] * sb_l, mask=m_nt, other=0.0).to(tl.float32)  # (BN, T)
-        ct = tl.load(c_base + p[None, :] * sc_l, mask=m_nt, other=0.0).to(tl.float32)
+        p, m_dt, _, u, _, dt, bt, ct = _chunk_inputs(
+            ord_ptr + k * L, c * CHUNK + offs_c, L, u_base, d_base, b_base, c_base, su_l, sd_l, sb_l, sc_l,
+            mask_d, mask_n, bias, HAS_BIAS, SOFTPLUS,
+        )  # fmt: skip
         decay = tl.exp(dt[:, None, :] * a_mat[:, :, None])  # (BD, BN, T)
         drive = (dt * u)[:, None, :] * bt[None, :, :]
         acc_a, acc_b = tl.associative_scan((decay, drive), 2, _lin_combine)
@@ -108,6 +125,7 @@ def bwd_kernel(
     a_mat = tl.load(a_ptr + ch[:, None] * N + offs_n[None, :], mask=mask_dn, other=0.0).to(tl.float32)
     if HAS_D:
         dskip = tl.load(dskip_ptr + ch, mask=mask_d, other=0.0).to(tl.float32)
+    bias = 0.0  # placeholder when HAS_BIAS is off
     if HAS_BIAS:
         bias = tl.load(bias_ptr + ch, mask=mask_d, other=0.0).to(tl.float32)
     u_base = u_ptr + b * su_b + offs_d[:, None] * su_d
@@ -128,28 +146,20 @@ def bwd_kernel(
         c = n_chunks - 1 - i
         h0 = tl.load(hs_base + c * N * D, mask=mask_dn, other=0.0)
         offs_t = c * CHUNK + offs_c
-        mask_t = offs_t < L
+        p, m_dt, m_nt, u, raw, dt, bt, ct = _chunk_inputs(
+            ord_ptr + k * L, offs_t, L, u_base, d_base, b_base, c_base, su_l, sd_l, sb_l, sc_l,
+            mask_d, mask_n, bias, HAS_BIAS, SOFTPLUS,
+        )  # fmt: skip
         mask_t1 = offs_t + 1 < L
-        p = tl.load(ord_ptr + k * L + offs_t, mask=mask_t, other=0)
         p1 = tl.load(ord_ptr + k * L + offs_t + 1, mask=mask_t1, other=0)  # next step's pixel
-        m_dt = mask_d[:, None] & mask_t[None, :]
         m_dt1 = mask_d[:, None] & mask_t1[None, :]
-        m_nt = mask_n[:, None] & mask_t[None, :]
-        u = tl.load(u_base + p[None, :] * su_l, mask=m_dt, other=0.0).to(tl.float32)
-        raw = tl.load(d_base + p[None, :] * sd_l, mask=m_dt, other=0.0).to(tl.float32)
         raw1 = tl.load(d_base + p1[None, :] * sd_l, mask=m_dt1, other=0.0).to(tl.float32)
         if HAS_BIAS:
-            raw = raw + bias[:, None]
             raw1 = raw1 + bias[:, None]
         if SOFTPLUS:
-            dt = _softplus(raw)
             dt1 = _softplus(raw1)
         else:
-            dt = raw
             dt1 = raw1
-        dt = tl.where(m_dt, dt, 0.0)
-        bt = tl.load(b_base + p[None, :] * sb_l, mask=m_nt, other=0.0).to(tl.float32)
-        ct = tl.load(c_base + p[None, :] * sc_l, mask=m_nt, other=0.0).to(tl.float32)
         dy = tl.load(g_base + p[None, :] * so_l, mask=m_dt, other=0.0).to(tl.float32)  # (BD, T)
         # recompute the chunk's states from its saved start state
         decay = tl.exp(dt[:, None, :] * a_mat[:, :, None])  # (BD, BN, T)
