@@ -8,12 +8,29 @@ reader's own output).
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread() -> Iterator[None]:
+    """One intra-op torch thread for a test module (use: ``pytestmark = pytest.mark.usefixtures(...)``).
+
+    Tiny models only lose time to thread contention on a shared 2-core CPU (OpenMP threads spin when the
+    cores are oversubscribed), and one thread keeps runs bit-reproducible between this process and a
+    ``python -m mambaad`` subprocess.
+    """
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
 
 SIZE = (32, 24)  # (W, H): non-square on purpose
 

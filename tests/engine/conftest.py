@@ -6,15 +6,9 @@ oversubscribed) and bit-reproducible between this process and a ``python -m mamb
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
-import torch
 
 
 @pytest.fixture(autouse=True)
-def one_thread() -> Iterator[None]:
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+def _one_thread(one_torch_thread: None) -> None:
+    """Every test of this folder runs with one intra-op thread (``one_torch_thread``)."""

@@ -15,12 +15,7 @@ from mambaad.models.simplenet import ChannelStandardizer, SimpleNet, anomaly_map
 C = 64  # resnet18's stride-4 channels
 
 
-@pytest.fixture(autouse=True)
-def single_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def small(**options: object) -> SimpleNet:

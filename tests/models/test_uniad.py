@@ -14,12 +14,7 @@ from mambaad.models.uniad import UniAD
 TINY = {"image_size": 64, "neighbor_size": 3, "hidden": 32, "heads": 2, "ffn": 64}
 
 
-@pytest.fixture(autouse=True)
-def single_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def tiny(**options: object) -> UniAD:
