@@ -13,6 +13,7 @@ import torch
 from torch.autograd import DeviceType
 from torch.profiler import ProfilerActivity, profile
 
+from mambaad.bench import make_step
 from mambaad.models.registry import create_model
 
 
@@ -30,23 +31,7 @@ def main() -> int:
         return 2
     model = create_model("mambaad", encoder="resnet34").cuda()
     x = torch.randn(args.batch_size, 3, 256, 256, device="cuda")
-    params = [q for _, q in model.trainable_parameters()]
-    opt = torch.optim.AdamW(params, lr=1e-4)
-    autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=args.bf16)
-
-    def step() -> None:
-        if args.train:
-            model.train()
-            with autocast:
-                loss = model.training_loss(x)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(params, 5.0)
-            opt.step()
-            opt.zero_grad(set_to_none=True)
-        else:
-            model.eval()
-            with torch.no_grad(), autocast:
-                model.predict(x)
+    step = make_step(model, x, train=args.train, bf16=args.bf16)
 
     for _ in range(3):
         step()

@@ -12,10 +12,11 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
 import torch
-from torch import nn
+from torch import Tensor, nn
 
 from mambaad.models.registry import create_model
 
@@ -36,6 +37,29 @@ class BenchResult:
 def _sync(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
+
+
+def make_step(model: nn.Module, x: Tensor, *, train: bool, bf16: bool = False) -> Callable[[], None]:
+    """One training step (forward + loss + backward + clip 5 + AdamW, as the recipe) or one inference
+    (``predict``: forward, anomaly maps, scores) on the batch ``x``; sets the model's train/eval mode."""
+    params = [p for _, p in model.trainable_parameters()]
+    optimizer = torch.optim.AdamW(params, lr=1e-4) if train else None
+    model.train(train)
+    autocast = torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=bf16)
+
+    def step() -> None:
+        if optimizer is not None:
+            with autocast:
+                loss = model.training_loss(x)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(params, 5.0)
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+        else:
+            with torch.no_grad(), autocast:
+                model.predict(x)
+
+    return step
 
 
 def measure(
@@ -61,22 +85,7 @@ def measure(
     if channels_last:
         x = x.contiguous(memory_format=torch.channels_last)
         model = model.to(memory_format=torch.channels_last)
-    params = [p for _, p in model.trainable_parameters()]
-    optimizer = torch.optim.AdamW(params, lr=1e-4) if train else None
-    model.train(train)
-    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16)
-
-    def step() -> None:
-        if train:
-            with autocast:
-                loss = model.training_loss(x)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(params, 5.0)
-            optimizer.step()
-            optimizer.zero_grad(set_to_none=True)
-        else:
-            with torch.no_grad(), autocast:
-                model.predict(x)
+    step = make_step(model, x, train=train, bf16=bf16)
 
     for _ in range(warmup):
         step()
