@@ -15,6 +15,7 @@ torch.cuda.max_memory_allocated during the timed forward+backward minus the inpu
     PYTHONPATH=src python benchmarks/bench_scan_gpu.py
     PYTHONPATH=src python benchmarks/bench_scan_gpu.py --batch 16 --methods triton mamba_ssm
     PYTHONPATH=src python benchmarks/bench_scan_gpu.py --sweep      # triton launch configs per stage
+    PYTHONPATH=src python benchmarks/bench_scan_gpu.py --sweep-split  # step kernels' segment lengths
 """
 
 from __future__ import annotations
@@ -117,6 +118,7 @@ def main() -> int:
     parser.add_argument("--iters", type=int, default=20)
     parser.add_argument("--sweep", action="store_true", help="time triton launch configs instead")
     parser.add_argument("--sweep-fwd", action="store_true", help="time the seq forward's launch configs")
+    parser.add_argument("--sweep-split", action="store_true", help="time the step kernels' segment lengths")
     args = parser.parse_args()
     if not torch.cuda.is_available():
         print("bench_scan_gpu: needs a CUDA device", file=sys.stderr)
@@ -126,6 +128,7 @@ def main() -> int:
         "triton": lambda *a: hybrid_selective_scan(*a, backend="triton"),
         "triton-chunkfwd": lambda *a: hybrid_selective_scan(*a, backend="triton", fwd_kernel="chunk"),
         "triton-seqbwd": lambda *a: hybrid_selective_scan(*a, backend="triton", bwd_kernel="seq"),
+        "triton-nosplit": lambda *a: hybrid_selective_scan(*a, backend="triton", fwd_kernel="seq", seg_len=0),
     }
     for name in list_backends():
         methods[f"torch-{name}"] = lambda *a, _n=name: hybrid_selective_scan(
@@ -141,6 +144,8 @@ def main() -> int:
         return sweep(args.batch, dtype, args.iters)
     if args.sweep_fwd:
         return sweep_fwd(args.batch, dtype, args.iters)
+    if args.sweep_split:
+        return sweep_split(args.batch, dtype, args.iters)
     print(f"{'stage':<7} {'B':>3} {'method':<16} {'fwd ms':>9} {'fwd+bwd ms':>11} {'peak MiB':>9}")
     for b, (stage, d, h, w) in itertools.product(args.batch, STAGES):
         orders = scan_orders("hilbert", h, w, K).cuda()
@@ -212,6 +217,40 @@ def sweep_fwd(batches: list[int], dtype: torch.dtype, iters: int) -> int:
                 print(f"{stage:<7} {b:>3} {block_d:>11} {unroll:>6}  failed: {type(err).__name__}")
                 continue
             print(f"{stage:<7} {b:>3} {block_d:>11} {unroll:>6} {t_f:>9.3f}")
+        del xs
+        torch.cuda.empty_cache()
+    return 0
+
+
+def sweep_split(batches: list[int], dtype: torch.dtype, iters: int) -> int:
+    """Forward and forward+backward ms of the step kernels per segment length (0 = one program per
+    sequence), with the chunked forward for comparison; ``auto`` is the default policy's choice."""
+    print(f"{'stage':<7} {'B':>3} {'seg_len':>8} {'n_seg':>5} {'unroll':>6} {'fwd ms':>9} {'fwd+bwd ms':>11}")
+    for b, (stage, d, h, w) in itertools.product(batches, STAGES):
+        orders = scan_orders("hilbert", h, w, K).cuda()
+        xs = inputs(b, d, h * w, dtype)
+        length = h * w
+        segs = ["chunk", "auto", 0, 1024, 512, 256, 128, 64]
+        for seg, unroll in itertools.product(segs, [8, 4, 2]):
+            if (isinstance(seg, int) and seg >= length) or (seg == "chunk" and unroll != 8):
+                continue
+            opts = {"fwd_kernel": "chunk"} if seg == "chunk" else {"fwd_kernel": "seq", "unroll": unroll}
+            opts["bwd_kernel"] = "seq"
+            if isinstance(seg, int):
+                opts["seg_len"] = seg
+            n_seg = "-" if not isinstance(seg, int) else (-(-length // seg) if seg else 1)
+
+            def method(*a, _o=opts):
+                return hybrid_selective_scan(*a, backend="triton", **_o)
+
+            try:
+                t_f, t_fb, _ = measure(method, xs, orders, iters)
+            except Exception as err:  # resource limits of a config: report and go on
+                print(f"{stage:<7} {b:>3} {seg!s:>8} {n_seg!s:>5} {unroll:>6}  failed: {type(err).__name__}")
+                continue
+            print(
+                f"{stage:<7} {b:>3} {seg!s:>8} {n_seg!s:>5} {unroll:>6} {t_f:>9.3f} {t_fb:>11.3f}", flush=True
+            )
         del xs
         torch.cuda.empty_cache()
     return 0

@@ -111,20 +111,30 @@ def main() -> int:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--quick", action="store_true", help="random shapes only, no stage shapes")
-    parser.add_argument("--bwd-kernel", default="chunk", choices=["chunk", "seq"], help="backward kernel")
+    parser.add_argument("--bwd-kernel", default=None, choices=["chunk", "seq"], help="backward kernel")
+    parser.add_argument("--split", type=int, default=None, help="SPLIT_PROGRAMS of the step kernels (0: off)")
+    parser.add_argument("--min-segment", type=int, default=None, help="MIN_SEGMENT of the step kernels")
     parser.add_argument("--inner", default=None, help="selective-scan backend of the yardstick")
     parser.add_argument("--only", nargs="*", default=None, help="run only these case labels")
     parser.add_argument("--device", default="cuda", help="cuda; cpu only with TRITON_INTERPRET=1")
     args = parser.parse_args()
     global DEVICE
     DEVICE = args.device
-    triton_scan.BWD_KERNEL = args.bwd_kernel
+    triton_scan.BWD_KERNEL = args.bwd_kernel or triton_scan.BWD_KERNEL
+    if args.split is not None:
+        triton_scan.SPLIT_PROGRAMS = args.split
+    if args.min_segment is not None:
+        triton_scan.MIN_SEGMENT = args.min_segment
     if DEVICE == "cuda" and not torch.cuda.is_available():
         print("check_triton_scan: needs a CUDA device", file=sys.stderr)
         return 2
     inner = args.inner or ("chunked" if "chunked" in list_backends() else "reference")
     name = torch.cuda.get_device_name() if DEVICE == "cuda" else "cpu (triton interpreter)"
-    print(f"torch {torch.__version__}, device {name}, yardstick backend {inner}, backward {args.bwd_kernel}")
+    print(
+        f"torch {torch.__version__}, device {name}, yardstick backend {inner}, backward "
+        f"{triton_scan.BWD_KERNEL}, split to {triton_scan.SPLIT_PROGRAMS} programs, "
+        f"segments >= {triton_scan.MIN_SEGMENT} steps"
+    )
     f32, bf16 = torch.float32, torch.bfloat16
     cases = [
         ("rand-L1", 2, 8, 5, 16, 1, 1, "hilbert", f32),

@@ -132,6 +132,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--channels-last", action="store_true")
     p.add_argument("--cuda-graph", action="store_true", help="inference replayed from a CUDA graph")
     p.add_argument("--triton-bwd", choices=["chunk", "seq"], help="backward kernel of the Triton scan")
+    p.add_argument(
+        "--triton-split", type=int, help="programs the Triton step kernels aim at by cutting L (0: no split)"
+    )
     p.add_argument("--steps", type=int, default=10)
     p.add_argument("--warmup", type=int, default=3)
     p.add_argument("--json", action="store_true", help="one JSON line per result")
@@ -141,10 +144,12 @@ def run(args: argparse.Namespace) -> int:
     """Measure every (backend, mode, batch size) combination and print one line each."""
     modes = [m for m, on in (("train", args.train), ("infer", args.infer)) if on] or ["train", "infer"]
     device = torch.device(args.device)
-    if args.triton_bwd:
+    if args.triton_bwd or args.triton_split is not None:
         from mambaad.scan import triton_scan
 
-        triton_scan.BWD_KERNEL = args.triton_bwd
+        triton_scan.BWD_KERNEL = args.triton_bwd or triton_scan.BWD_KERNEL
+        if args.triton_split is not None:
+            triton_scan.SPLIT_PROGRAMS = args.triton_split
     for backend in args.backend or ["auto"]:
         model = create_model(args.model, encoder=args.encoder, scan_backend=backend).to(device)
         for mode in modes:

@@ -25,17 +25,21 @@ from mambaad.scan.triton_scan import hybrid_selective_scan, hybrid_selective_sca
 
 pytest.importorskip("triton")
 
-# (name, batch, K, D, N, H, W, chunk, block_d, curve, with_skip, softplus, channels_last, fwd, bwd kernel)
+# (name, batch, K, D, N, H, W, chunk, block_d, curve, with_skip, softplus, channels_last, fwd, bwd kernel,
+#  seg_len of the step kernels: None = automatic (no split at these sizes), else L cut into segments)
 CASES = [
-    ("L1", 1, 2, 4, 4, 1, 1, 16, None, "hilbert", True, True, False, "auto", "chunk"),
-    ("odd_L15_chunks", 2, 8, 3, 2, 3, 5, 4, 2, "hilbert", True, True, False, "seq", "chunk"),
-    ("odd_L15_chunks_fwdchunk", 2, 8, 3, 2, 3, 5, 4, 2, "hilbert", True, True, False, "chunk", "chunk"),
-    ("odd_L15_bwdseq", 2, 8, 3, 2, 3, 5, 4, 2, "hilbert", True, True, False, "seq", "seq"),
-    ("L16_noskip", 1, 8, 2, 4, 4, 4, 8, None, "zigzag", False, False, False, "seq", "chunk"),
-    ("L16_noskip_bwdseq", 1, 8, 2, 4, 4, 4, 8, None, "zigzag", False, False, False, "auto", "seq"),
-    ("L33_strided", 1, 4, 2, 3, 3, 11, 16, None, "scan", True, True, True, "seq", "chunk"),
-    ("L33_strided_fwdchunk", 1, 4, 2, 3, 3, 11, 16, None, "scan", True, True, True, "chunk", "chunk"),
-    ("L33_strided_bwdseq", 1, 4, 2, 3, 3, 11, 16, None, "scan", True, True, True, "chunk", "seq"),
+    ("L1", 1, 2, 4, 4, 1, 1, 16, None, "hilbert", True, True, False, "auto", "chunk", None),
+    ("odd_L15_chunks", 2, 8, 3, 2, 3, 5, 4, 2, "hilbert", True, True, False, "seq", "chunk", None),
+    ("odd_L15_chunks_fwdchunk", 2, 8, 3, 2, 3, 5, 4, 2, "hilbert", True, True, False, "chunk", "chunk", None),
+    ("odd_L15_bwdseq", 2, 8, 3, 2, 3, 5, 4, 2, "hilbert", True, True, False, "seq", "seq", None),
+    ("odd_L15_split", 2, 8, 3, 2, 3, 5, 4, 2, "hilbert", True, True, False, "seq", "seq", 4),
+    ("L16_noskip", 1, 8, 2, 4, 4, 4, 8, None, "zigzag", False, False, False, "seq", "chunk", None),
+    ("L16_noskip_bwdseq", 1, 8, 2, 4, 4, 4, 8, None, "zigzag", False, False, False, "auto", "seq", None),
+    ("L33_strided", 1, 4, 2, 3, 3, 11, 16, None, "scan", True, True, True, "seq", "chunk", None),
+    ("L33_strided_fwdchunk", 1, 4, 2, 3, 3, 11, 16, None, "scan", True, True, True, "chunk", "chunk", None),
+    ("L33_strided_bwdseq", 1, 4, 2, 3, 3, 11, 16, None, "scan", True, True, True, "chunk", "seq", None),
+    ("L33_split", 1, 4, 2, 3, 3, 11, 4, None, "scan", True, True, True, "seq", "seq", 8),
+    ("L33_split_bwdchunk", 1, 4, 2, 3, 3, 11, 4, None, "sweep", False, True, False, "seq", "chunk", 12),
 ]
 
 _SCRIPT = textwrap.dedent(
@@ -47,7 +51,7 @@ _SCRIPT = textwrap.dedent(
 
     torch.manual_seed(0)
     results = {}
-    for name, b, k, d, n, h, w, chunk, block_d, curve, skip, softplus, cl, fwd, bwd in json.loads(sys.argv[1]):
+    for name, b, k, d, n, h, w, chunk, block_d, curve, skip, softplus, cl, fwd, bwd, seg in json.loads(sys.argv[1]):
         length = h * w
         orders = scan_orders(curve, h, w, k)
         f64 = torch.float64
@@ -71,7 +75,7 @@ _SCRIPT = textwrap.dedent(
             x32[0] = x32[0].detach().transpose(1, 2).contiguous().transpose(1, 2).requires_grad_()
         y = hybrid_selective_scan(
             *x32, orders, softplus, backend="triton", chunk=chunk, block_d=block_d, fwd_kernel=fwd,
-            bwd_kernel=bwd,
+            bwd_kernel=bwd, seg_len=seg,
         )
         ref = hybrid_selective_scan(*x64, orders, softplus, backend="torch")
         grad = torch.randn_like(ref)
@@ -84,7 +88,8 @@ _SCRIPT = textwrap.dedent(
 
         with torch.no_grad():  # inference launches skip saving the chunk states
             y_nograd = hybrid_selective_scan(
-                *x32, orders, softplus, backend="triton", chunk=chunk, block_d=block_d, fwd_kernel=fwd
+                *x32, orders, softplus, backend="triton", chunk=chunk, block_d=block_d, fwd_kernel=fwd,
+                seg_len=seg,
             )
         errs = {"y": rel(y, ref), "y_nograd": rel(y_nograd, ref)}
         for tname, a, r in zip(["u", "delta", "A", "B", "C", "D", "delta_bias"], x32, x64):

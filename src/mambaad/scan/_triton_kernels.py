@@ -230,8 +230,8 @@ def _step_inputs(
 
 @triton.jit
 def fwd_seq_kernel(
-    u_ptr, dl_ptr, a_ptr, b_ptr, c_ptr, dskip_ptr, bias_ptr, ord_ptr, out_ptr, hs_ptr,
-    K, D, L, N, n_chunks,
+    u_ptr, dl_ptr, a_ptr, b_ptr, c_ptr, dskip_ptr, bias_ptr, ord_ptr, out_ptr, hs_ptr, seg_h_ptr, seg_dt_ptr,
+    K, D, L, N, n_chunks, seg_len, n_seg,
     su_b, su_d, su_l,
     sd_b, sd_k, sd_d, sd_l,
     sb_b, sb_k, sb_n, sb_l,
@@ -239,6 +239,7 @@ def fwd_seq_kernel(
     so_b, so_d, so_l,
     HAS_D: tl.constexpr, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr, SAVE_STATES: tl.constexpr,
     BLOCK_D: tl.constexpr, BLOCK_N: tl.constexpr, UNROLL: tl.constexpr, SAVE_EVERY: tl.constexpr,
+    SPLIT: tl.constexpr,
 ):  # fmt: skip
     # One thread per channel d holds all N states of (b, k, d) in registers and walks L one step at a
     # time: no cross-thread scan, the minimum of work per step (one exp and a few FMAs per state).
@@ -247,6 +248,10 @@ def fwd_seq_kernel(
     # backward (same (B, K, n_chunks, N, D) layout as ``fwd_kernel``'s). Every tile is (N, BLOCK_D) with
     # the channels innermost in memory, so Triton lays the channels across threads and the N states of a
     # channel in one thread's registers.
+    # SPLIT: L is cut into n_seg segments of seg_len steps, one program each (grid axis 2), so that a
+    # long sequence keeps many programs busy; ``fwd_seg_kernel`` gave every segment but the last its
+    # final state from a zero start and its sum of delta, and this program first combines the segments
+    # before its own into its start state (the recurrence is linear in h).
     b, k, offs_d, offs_n, mask_d, mask_n, ch = _program_block(K, D, N, BLOCK_D, BLOCK_N)
     offs_j = tl.arange(0, UNROLL)
     mask_nd = mask_n[:, None] & mask_d[None, :]
@@ -266,7 +271,16 @@ def fwd_seq_kernel(
     hs_base = hs_ptr + (b * K + k) * n_chunks * N * D + offs_n[:, None] * D + offs_d[None, :]  # (BN, BD)
     ord_base = ord_ptr + k * L
     h = tl.zeros((BLOCK_N, BLOCK_D), dtype=tl.float32)
-    for t0 in range(0, L, UNROLL):
+    t_start = 0
+    t_end = L
+    if SPLIT:
+        seg = tl.program_id(2)
+        t_start = seg * seg_len
+        t_end = tl.minimum(L, t_start + seg_len)
+        h = _combine_segments(
+            h, seg_h_ptr, seg_dt_ptr, b * K + k, 0, seg, 1, n_seg, N, D, offs_n, offs_d, mask_nd, mask_d, a2
+        )  # fmt: skip
+    for t0 in range(t_start, t_end, UNROLL):
         if SAVE_STATES:
             if t0 % SAVE_EVERY == 0:
                 tl.store(hs_base + (t0 // SAVE_EVERY) * N * D, h, mask=mask_nd)
@@ -289,17 +303,120 @@ def fwd_seq_kernel(
 
 
 @triton.jit
+def _combine_segments(
+    h, seg_h_ptr, seg_dt_ptr, bk, first, count, step, n_seg, N, D, offs_n, offs_d, mask_nd, mask_d, a2,
+):  # fmt: skip
+    """Fold ``count`` segments first, first + step, ... into h, in that order: h <- exp(A sum(delta_s)) h + h_s.
+
+    The state (forward) or the adjoint carry (backward) entering a segment, from the other segments'
+    values computed from a zero start: seg_h (B*K, n_seg, N, D), seg_dt (B*K, n_seg, D).
+    """
+    for i in range(count):
+        base = bk * n_seg + first + i * step
+        hs = tl.load(
+            seg_h_ptr + base * N * D + offs_n[:, None] * D + offs_d[None, :], mask=mask_nd, other=0.0
+        )
+        dts = tl.load(seg_dt_ptr + base * D + offs_d, mask=mask_d, other=0.0)
+        h = tl.exp2(dts[None, :] * a2) * h + hs
+    return h
+
+
+@triton.jit
+def fwd_seg_kernel(
+    u_ptr, dl_ptr, a_ptr, b_ptr, bias_ptr, ord_ptr, seg_h_ptr, seg_dt_ptr,
+    K, D, L, N, seg_len, n_seg,
+    su_b, su_d, su_l,
+    sd_b, sd_k, sd_d, sd_l,
+    sb_b, sb_k, sb_n, sb_l,
+    HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr,
+    BLOCK_D: tl.constexpr, BLOCK_N: tl.constexpr, UNROLL: tl.constexpr,
+):  # fmt: skip
+    # Pass 1 of the split forward: segment s = program_id(2) (every segment but the last) runs the
+    # recurrence from h = 0 and stores its final state and its sum of delta (decay over the segment =
+    # exp(A sum(delta))). No outputs; A arrives transposed (N, K*D) as in fwd_seq_kernel.
+    b, k, offs_d, offs_n, mask_d, mask_n, ch = _program_block(K, D, N, BLOCK_D, BLOCK_N)
+    mask_nd = mask_n[:, None] & mask_d[None, :]
+    a2 = tl.load(a_ptr + offs_n[:, None] * (K * D) + ch[None, :], mask=mask_nd, other=0.0).to(tl.float32)
+    a2 = a2 * LOG2E
+    bias = 0.0
+    if HAS_BIAS:
+        bias = tl.load(bias_ptr + ch, mask=mask_d, other=0.0).to(tl.float32)
+    u_base = u_ptr + b * su_b + offs_d * su_d
+    d_base = dl_ptr + b * sd_b + k * sd_k + offs_d * sd_d
+    b_base = b_ptr + b * sb_b + k * sb_k + offs_n * sb_n
+    ord_base = ord_ptr + k * L
+    seg = tl.program_id(2)
+    h = tl.zeros((BLOCK_N, BLOCK_D), dtype=tl.float32)
+    dt_sum = tl.zeros((BLOCK_D,), dtype=tl.float32)
+    for t0 in range(seg * seg_len, (seg + 1) * seg_len, UNROLL):
+        for j in tl.static_range(UNROLL):
+            _, _, u, _, dt, bt, _ = _step_inputs(
+                ord_base, t0 + j, L, u_base, d_base, b_base, b_base, su_l, sd_l, sb_l, sb_l, mask_d, mask_n,
+                bias, HAS_BIAS, SOFTPLUS,
+            )  # fmt: skip
+            h = tl.exp2(dt[None, :] * a2) * h + (dt * u)[None, :] * bt[:, None]
+            dt_sum += dt
+    base = (b * K + k) * n_seg + seg
+    tl.store(seg_h_ptr + base * N * D + offs_n[:, None] * D + offs_d[None, :], h, mask=mask_nd)
+    tl.store(seg_dt_ptr + base * D + offs_d, dt_sum, mask=mask_d)
+
+
+@triton.jit
+def bwd_seg_kernel(
+    dl_ptr, a_ptr, c_ptr, bias_ptr, ord_ptr, dout_ptr, seg_g_ptr, seg_dt_ptr,
+    K, D, L, N, seg_len, n_seg,
+    sd_b, sd_k, sd_d, sd_l,
+    sc_b, sc_k, sc_n, sc_l,
+    so_b, so_d, so_l,
+    HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr,
+    BLOCK_D: tl.constexpr, BLOCK_N: tl.constexpr, UNROLL: tl.constexpr,
+):  # fmt: skip
+    # Pass 1 of the split backward: segment s = program_id(2) + 1 (every segment but the first) runs the
+    # adjoint g_t = C_t dy_t + exp(delta_{t+1} A) g_{t+1} backwards from a zero carry and stores the
+    # carry it hands to the segment before it, exp(delta_t0 A) g_t0, and its sum of delta.
+    b, k, offs_d, offs_n, mask_d, mask_n, ch = _program_block(K, D, N, BLOCK_D, BLOCK_N)
+    mask_nd = mask_n[:, None] & mask_d[None, :]
+    a2 = tl.load(a_ptr + offs_n[:, None] * (K * D) + ch[None, :], mask=mask_nd, other=0.0).to(tl.float32)
+    a2 = a2 * LOG2E
+    bias = 0.0
+    if HAS_BIAS:
+        bias = tl.load(bias_ptr + ch, mask=mask_d, other=0.0).to(tl.float32)
+    d_base = dl_ptr + b * sd_b + k * sd_k + offs_d * sd_d
+    c_base = c_ptr + b * sc_b + k * sc_k + offs_n * sc_n
+    g_base = dout_ptr + b * so_b + offs_d * so_d
+    ord_base = ord_ptr + k * L
+    seg = tl.program_id(2) + 1
+    carry = tl.zeros((BLOCK_N, BLOCK_D), dtype=tl.float32)
+    dt_sum = tl.zeros((BLOCK_D,), dtype=tl.float32)
+    for i in range(0, seg_len, UNROLL):
+        t0 = (seg + 1) * seg_len - UNROLL - i
+        for jj in tl.static_range(UNROLL):
+            t = t0 + UNROLL - 1 - jj
+            p, m, _, _, dt, _, ct = _step_inputs(
+                ord_base, t, L, d_base, d_base, c_base, c_base, sd_l, sd_l, sc_l, sc_l, mask_d, mask_n,
+                bias, HAS_BIAS, SOFTPLUS,
+            )  # fmt: skip
+            dy = tl.load(g_base + p * so_l, mask=m, other=0.0).to(tl.float32)  # (BD,)
+            carry = tl.exp2(dt[None, :] * a2) * (carry + ct[:, None] * dy[None, :])
+            dt_sum += dt
+    base = (b * K + k) * n_seg + seg
+    tl.store(seg_g_ptr + base * N * D + offs_n[:, None] * D + offs_d[None, :], carry, mask=mask_nd)
+    tl.store(seg_dt_ptr + base * D + offs_d, dt_sum, mask=mask_d)
+
+
+@triton.jit
 def bwd_seq_kernel(
     u_ptr, dl_ptr, at_ptr, b_ptr, c_ptr, dskip_ptr, bias_ptr, ord_ptr, dout_ptr, hs_ptr, scratch_ptr,
+    seg_g_ptr, seg_dt_ptr,
     du_ptr, ddl_ptr, dat_ptr, db_ptr, dc_ptr, dd_ptr, dbias_ptr,
-    K, D, L, N, n_chunks,
+    K, D, L, N, n_chunks, seg_len, n_seg,
     su_b, su_d, su_l,
     sd_b, sd_k, sd_d, sd_l,
     sb_b, sb_k, sb_n, sb_l,
     sc_b, sc_k, sc_n, sc_l,
     so_b, so_d, so_l,
     HAS_D: tl.constexpr, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr,
-    BLOCK_D: tl.constexpr, BLOCK_N: tl.constexpr, CHUNK: tl.constexpr,
+    BLOCK_D: tl.constexpr, BLOCK_N: tl.constexpr, CHUNK: tl.constexpr, SPLIT: tl.constexpr,
 ):  # fmt: skip
     # The step kernel's layout run backwards: one thread per channel with its N states in registers.
     # Chunks are visited in reverse; a chunk's states are first recomputed forward from the saved chunk
@@ -308,6 +425,8 @@ def bwd_seq_kernel(
     # walks the chunk backwards, one step at a time. dB / dC are summed over this program's channels in
     # registers and added once per step and program. Gradient buffers are fp32 with the channels (or
     # states) innermost: du (B, L, D), ddelta (B, K, L, D), dA^T (N, K*D), dB / dC (B, K, L, N).
+    # SPLIT: one program per segment of seg_len steps (grid axis 2, seg_len a multiple of CHUNK); its
+    # adjoint carry from the segments after it is combined from ``bwd_seg_kernel``'s zero-start carries.
     b, k, offs_d, offs_n, mask_d, mask_n, ch = _program_block(K, D, N, BLOCK_D, BLOCK_N)
     mask_nd = mask_n[:, None] & mask_d[None, :]
     a_mat = tl.load(at_ptr + offs_n[:, None] * (K * D) + ch[None, :], mask=mask_nd, other=0.0).to(tl.float32)
@@ -323,7 +442,9 @@ def bwd_seq_kernel(
     b_base = b_ptr + b * sb_b + k * sb_k + offs_n * sb_n  # (BN,)
     c_base = c_ptr + b * sc_b + k * sc_k + offs_n * sc_n
     hs_base = hs_ptr + (b * K + k) * n_chunks * N * D + offs_n[:, None] * D + offs_d[None, :]  # (BN, BD)
-    program = tl.program_id(0) * tl.num_programs(1) + tl.program_id(1)
+    program = (tl.program_id(0) * tl.num_programs(1) + tl.program_id(1)) * tl.num_programs(2) + tl.program_id(
+        2
+    )
     scr_base = scratch_ptr + program * (CHUNK * BLOCK_N * BLOCK_D)
     scr_base = scr_base + offs_n[:, None] * BLOCK_D + tl.arange(0, BLOCK_D)[None, :]  # slot j: + j * BN * BD
     du_base = du_ptr + b * L * D + offs_d  # (B, L, D)
@@ -335,8 +456,18 @@ def bwd_seq_kernel(
     da_acc = tl.zeros((BLOCK_N, BLOCK_D), dtype=tl.float32)
     dd_acc = tl.zeros((BLOCK_D,), dtype=tl.float32)
     dbias_acc = tl.zeros((BLOCK_D,), dtype=tl.float32)
-    for i in range(n_chunks):
-        c = n_chunks - 1 - i
+    c_first = 0
+    c_last = n_chunks
+    if SPLIT:
+        seg = tl.program_id(2)
+        c_first = seg * (seg_len // CHUNK)
+        c_last = tl.minimum(n_chunks, c_first + seg_len // CHUNK)
+        g_carry = _combine_segments(
+            g_carry, seg_g_ptr, seg_dt_ptr, b * K + k, n_seg - 1, n_seg - 1 - seg, -1, n_seg, N, D, offs_n,
+            offs_d, mask_nd, mask_d, a2,
+        )  # fmt: skip
+    for i in range(c_last - c_first):
+        c = c_last - 1 - i
         t0 = c * CHUNK
         h = tl.load(hs_base + c * N * D, mask=mask_nd, other=0.0)
         for j in range(CHUNK):  # recompute the chunk's states

@@ -105,8 +105,10 @@ def _kernels() -> dict[str, Any]:
     return {
         "fwd": kern.fwd_kernel,
         "fwd_seq": kern.fwd_seq_kernel,
+        "fwd_seg": kern.fwd_seg_kernel,
         "bwd": kern.bwd_kernel,
         "bwd_seq": kern.bwd_seq_kernel,
+        "bwd_seg": kern.bwd_seg_kernel,
     }
 
 
@@ -139,12 +141,41 @@ SEQ_BLOCK_D = 32  # channels per program of the step kernels (one warp; H200 swe
 # backward 1.4-2.3x faster per stage and the training step 154 vs 100 img/s; benchmarks switch it.
 BWD_KERNEL = "seq"
 SEQ_MIN_PROGRAMS = 256  # below this many programs a long sequence is latency-bound: use the chunked scan
+# The step kernels cut L into segments, one program each, until about this many programs run (0: never).
+SPLIT_PROGRAMS = 2048
+MIN_SEGMENT = 64  # shortest segment: each costs a pass over its steps and a combine step for the others
+
+
+def _segments(bsz: int, k: int, d: int, length: int, chunk: int, seg_len: int | None) -> tuple[int, int]:
+    """(seg_len, n_seg) of the step kernels: L cut into n_seg segments of seg_len steps (a multiple of
+    ``chunk``), each its own program. The step kernels are latency-bound (each step waits on its gathers)
+    and one (b, k, 32-channel) program per sequence leaves an H200 mostly idle at L = 4096: segments
+    multiply the programs; the split costs one extra pass (the segments' zero-start end states) and a
+    combine of at most n_seg states per program. ``seg_len``: None = automatic (:data:`SPLIT_PROGRAMS`),
+    0 = no split, else the wanted length (rounded up to a multiple of ``chunk``).
+    """
+    if seg_len is None:
+        programs = bsz * k * -(-d // SEQ_BLOCK_D)
+        n_seg = min(SPLIT_PROGRAMS // programs, length // MIN_SEGMENT) if SPLIT_PROGRAMS else 1
+        seg_len = -(-length // max(1, n_seg))
+    if seg_len <= 0 or seg_len >= length:
+        return length, 1
+    seg_len = -(-seg_len // chunk) * chunk
+    return seg_len, -(-length // seg_len)
 
 
 def _forward_config(
-    bsz: int, k: int, d: int, length: int, chunk: int, kind: str, block_d: int | None, unroll: int
-) -> tuple[str, int, int]:
-    """(kind, BLOCK_D, UNROLL) of the forward kernel; UNROLL divides the backward's chunk.
+    bsz: int,
+    k: int,
+    d: int,
+    length: int,
+    chunk: int,
+    kind: str,
+    block_d: int | None,
+    unroll: int,
+    seg_len: int | None = None,
+) -> tuple[str, int, int, int | None]:
+    """(kind, BLOCK_D, UNROLL, seg_len) of the forward kernel; UNROLL divides the backward's chunk.
 
     ``auto`` picks the step-by-step kernel when the sequence is short or there are enough (b, k, channel
     block) programs to hide its per-step memory latency, else the chunked scan, which loads a whole chunk
@@ -156,12 +187,14 @@ def _forward_config(
     block_d = block_d or SEQ_BLOCK_D
     if kind == "auto":
         programs = bsz * k * -(-d // block_d)
-        kind = "seq" if length <= 256 or programs >= SEQ_MIN_PROGRAMS else "chunk"
+        kind = "seq" if length <= 256 or programs >= SEQ_MIN_PROGRAMS or SPLIT_PROGRAMS else "chunk"
     unroll = min(unroll, chunk)
     for name, value in (("fwd_block_d", block_d), ("unroll", unroll)):
         if value < 1 or value & (value - 1):
             raise ConfigError(f"triton scan {name} must be a power of two, got {value}")
-    return kind, block_d, unroll
+    if seg_len is not None and seg_len < 0:
+        raise ConfigError(f"triton scan seg_len must be >= 0 (0: no split), got {seg_len}")
+    return kind, block_d, unroll, seg_len
 
 
 class _HybridScanFn(torch.autograd.Function):
@@ -202,13 +235,28 @@ class _HybridScanFn(torch.autograd.Function):
             *u.stride(), *delta.stride(), *B.stride(), *C.stride(), *out.stride(),
         )  # fmt: skip
         flags = {"HAS_D": D is not None, "HAS_BIAS": delta_bias is not None, "SOFTPLUS": delta_softplus}
-        kind, fwd_block_d, unroll = fwd
+        kind, fwd_block_d, unroll, seg_len = fwd
         if kind == "seq":
-            grid = (bsz * k, -(-d // fwd_block_d))
+            seg_len, n_seg = _segments(bsz, k, d, length, chunk, seg_len)
+            at = A.t().contiguous()  # A as (N, K*D): channels innermost
+            seg_h = torch.empty(bsz * k, n_seg, n, d, device=u.device, dtype=torch.float32)
+            seg_dt = torch.empty(bsz * k, n_seg, d, device=u.device, dtype=torch.float32)
+            grid = (bsz * k, -(-d // fwd_block_d), n_seg)
+            launch = {
+                "BLOCK_D": fwd_block_d,
+                "BLOCK_N": _pow2(n),
+                "UNROLL": unroll,
+                "num_warps": max(1, fwd_block_d // 32),
+            }
+            if n_seg > 1:  # pass 1: every segment's end state from a zero start
+                kern["fwd_seg"][(grid[0], grid[1], n_seg - 1)](
+                    u, delta, at, B, args[6], orders32, seg_h, seg_dt, k, d, length, n, seg_len, n_seg,
+                    *u.stride(), *delta.stride(), *B.stride(),
+                    HAS_BIAS=flags["HAS_BIAS"], SOFTPLUS=delta_softplus, **launch,
+                )  # fmt: skip
             kern["fwd_seq"][grid](
-                args[0], args[1], A.t().contiguous(), *args[3:],  # A as (N, K*D): channels innermost
-                **flags, SAVE_STATES=save, BLOCK_D=fwd_block_d, BLOCK_N=_pow2(n), UNROLL=unroll,
-                SAVE_EVERY=chunk, num_warps=max(1, fwd_block_d // 32),
+                args[0], args[1], at, *args[3:10], seg_h, seg_dt, *args[10:15], seg_len, n_seg, *args[15:],
+                **flags, SAVE_STATES=save, SAVE_EVERY=chunk, SPLIT=n_seg > 1, **launch,
             )  # fmt: skip
         else:
             if not save:  # inference: long chunks load more per step (the backward's chunk is irrelevant)
@@ -221,13 +269,13 @@ class _HybridScanFn(torch.autograd.Function):
             )  # fmt: skip
         if save:
             ctx.save_for_backward(u, delta, A, B, C, D, delta_bias, orders32, states)
-            ctx.cfg = (delta_softplus, block_d, chunk, num_warps, n_chunks, bwd_kind)
+            ctx.cfg = (delta_softplus, block_d, chunk, num_warps, n_chunks, bwd_kind, fwd[3])
         return out
 
     @staticmethod
     def backward(ctx: Any, dout: Tensor) -> tuple[Tensor | None, ...]:  # type: ignore[override]
         u, delta, A, B, C, D, delta_bias, orders32, states = ctx.saved_tensors
-        delta_softplus, block_d, chunk, num_warps, n_chunks, bwd_kind = ctx.cfg
+        delta_softplus, block_d, chunk, num_warps, n_chunks, bwd_kind, _ = ctx.cfg
         if bwd_kind == "seq":
             grads = _backward_seq(dout, u, delta, A, B, C, D, delta_bias, orders32, states, ctx.cfg)
             return (*grads, None, None, None, None, None, None, None)
@@ -284,14 +332,28 @@ def _backward_seq(
     states: Tensor,
     cfg: tuple,
 ) -> tuple[Tensor | None, ...]:
-    """Gradients of the 7 inputs with the step-layout backward kernel (``bwd_seq_kernel``)."""
-    delta_softplus, _, chunk, _, n_chunks, _ = cfg
+    """Gradients of the 7 inputs with the step-layout backward kernel (``bwd_seq_kernel``), L cut into
+    segments as in the forward (``bwd_seg_kernel`` first gives each segment's zero-start adjoint carry)."""
+    delta_softplus, _, chunk, _, n_chunks, _, seg_len = cfg
     kern = _kernels()
     bsz, d, length = u.shape
     k, n = B.shape[1], A.shape[1]
     block_d, block_n = SEQ_BLOCK_D, _pow2(n)
     f32 = {"device": u.device, "dtype": torch.float32}
-    grid = (bsz * k, -(-d // block_d))
+    seg_len, n_seg = _segments(bsz, k, d, length, chunk, seg_len)
+    at = A.t().contiguous()
+    grid = (bsz * k, -(-d // block_d), n_seg)
+    seg_g = torch.empty(bsz * k, n_seg, n, d, **f32)
+    seg_dt = torch.empty(bsz * k, n_seg, d, **f32)
+    dummy = A
+    if n_seg > 1:  # pass 1: the adjoint carry each segment hands on, from a zero start
+        kern["bwd_seg"][(grid[0], grid[1], n_seg - 1)](
+            delta, at, C, delta_bias if delta_bias is not None else dummy, orders32, dout, seg_g, seg_dt,
+            k, d, length, n, seg_len, n_seg,
+            *delta.stride(), *C.stride(), *dout.stride(),
+            HAS_BIAS=delta_bias is not None, SOFTPLUS=delta_softplus,
+            BLOCK_D=block_d, BLOCK_N=block_n, UNROLL=min(8, chunk), num_warps=max(1, block_d // 32),
+        )  # fmt: skip
     # channels (or states) innermost, like the step kernel's tiles; returned as views of the contract
     du = torch.zeros(bsz, length, d, **f32)
     ddelta = torch.empty(bsz, k, length, d, **f32)
@@ -300,16 +362,15 @@ def _backward_seq(
     dC = torch.zeros(bsz, k, length, n, **f32)
     dD = torch.zeros(k * d, **f32)
     dbias = torch.zeros(k * d, **f32)
-    scratch = torch.empty(grid[0] * grid[1] * chunk * block_n * block_d, **f32)
-    dummy = A
+    scratch = torch.empty(grid[0] * grid[1] * grid[2] * chunk * block_n * block_d, **f32)
     kern["bwd_seq"][grid](
-        u, delta, A.t().contiguous(), B, C, D if D is not None else dummy,
-        delta_bias if delta_bias is not None else dummy, orders32, dout, states, scratch,
+        u, delta, at, B, C, D if D is not None else dummy,
+        delta_bias if delta_bias is not None else dummy, orders32, dout, states, scratch, seg_g, seg_dt,
         du, ddelta, dat, dB, dC, dD, dbias,
-        k, d, length, n, n_chunks,
+        k, d, length, n, n_chunks, seg_len, n_seg,
         *u.stride(), *delta.stride(), *B.stride(), *C.stride(), *dout.stride(),
         HAS_D=D is not None, HAS_BIAS=delta_bias is not None, SOFTPLUS=delta_softplus,
-        BLOCK_D=block_d, BLOCK_N=block_n, CHUNK=chunk, num_warps=max(1, block_d // 32),
+        BLOCK_D=block_d, BLOCK_N=block_n, CHUNK=chunk, SPLIT=n_seg > 1, num_warps=max(1, block_d // 32),
     )  # fmt: skip
     return (
         du.transpose(1, 2).to(u.dtype),
@@ -339,6 +400,7 @@ def hybrid_selective_scan_triton(
     fwd_block_d: int | None = None,
     unroll: int = 8,
     bwd_kernel: str | None = None,
+    seg_len: int | None = None,
 ) -> Tensor:
     """The fused Triton scan (forward and backward); see :func:`hybrid_selective_scan` for the contract.
 
@@ -351,13 +413,16 @@ def hybrid_selective_scan_triton(
     ``"chunk"`` is the chunked reverse scan with ``block_d`` channels per program, ``chunk`` positions per
     parallel scan and ``num_warps`` (powers of two; None picks chunk 16 and block_d 4); None takes
     :data:`BWD_KERNEL` (``"seq"``).
+
+    Both step kernels cut L into segments of ``seg_len`` steps run by separate programs (None: enough
+    segments for about :data:`SPLIT_PROGRAMS` programs; 0: no split); see ``_segments``.
     """
     if not triton_available():
         raise ConfigError("selective-scan backend 'triton' needs the triton package and a CUDA device")
     _check_shapes(u, delta, A, B, C, D, delta_bias, orders)
     block_d, chunk = _launch_config(u.shape[1], A.shape[1], u.shape[2], block_d, chunk)
     bsz, d, length = u.shape
-    fwd = _forward_config(bsz, orders.shape[0], d, length, chunk, fwd_kernel, fwd_block_d, unroll)
+    fwd = _forward_config(bsz, orders.shape[0], d, length, chunk, fwd_kernel, fwd_block_d, unroll, seg_len)
     bwd_kernel = bwd_kernel or BWD_KERNEL
     if bwd_kernel not in ("chunk", "seq"):
         raise ConfigError(f"triton scan bwd_kernel must be 'chunk' or 'seq', got {bwd_kernel!r}")
