@@ -34,6 +34,7 @@ TINY: dict[str, dict] = {
         "decoder_blocks": (1, 1, 1),
         "seg_width": 16,
         "score_topk": 10,
+        "schedule": "joint",  # both parts learn at every step here; the two-step default: test_destseg_schedule
     },
 }
 

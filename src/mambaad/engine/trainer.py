@@ -13,6 +13,10 @@ Resuming after a crash or ``kill -9`` (``train(cfg, resume=True)``) restores wei
 states and the epoch counter; as data order depends only on (seed, epoch), the resumed run ends with the
 same weights as an uninterrupted one. Only the main process (:mod:`mambaad.engine.distributed`) writes.
 
+A model may follow the run's progress: before every optimizer step the loop calls its optional
+``set_train_progress(step, total_steps)`` (:func:`report_progress`; DeSTSeg's two-step schedule uses it).
+``step`` is the global step, restored on resume, so such schedules resume exactly too.
+
 Under ``torchrun`` (``WORLD_SIZE > 1``) the same call trains with DDP: ``train.batch_size`` is the global
 batch split over the ranks, ``train.lr`` the learning rate of that global batch, trainable BatchNorm
 layers are synchronised and the evaluation is sharded (docs/benchmarks.md, "Multi-GPU").
@@ -136,6 +140,18 @@ def build_model(cfg: RunConfig) -> nn.Module:
         return create_model(m.model, **options)
     except TypeError as err:  # a builder without **options: an unknown option name
         raise ConfigError(f"model.options for {m.model}: {err}") from None
+
+
+def report_progress(model: nn.Module, step: int, total_steps: int) -> None:
+    """Tell the model which optimizer step comes next: ``model.set_train_progress(step, total_steps)``.
+
+    An optional hook for models whose training follows the run's progress (DeSTSeg's two-step schedule:
+    its student first, then its segmentation head); models without it are left alone. ``step`` is the
+    0-based global step about to run, so after a resume it continues from the saved iteration counter.
+    """
+    hook = getattr(model, "set_train_progress", None)
+    if callable(hook):
+        hook(step, total_steps)
 
 
 def check_new_run_dir(run_dir: Path) -> None:
@@ -383,6 +399,7 @@ def train(
             images = batch["image"].to(device, non_blocking=True)  # (B, 3, S, S)
             if cfg.train.channels_last:
                 images = images.contiguous(memory_format=torch.channels_last)
+            report_progress(model, iteration, total)
             set_lr_factor(optimizer, lr_factor(iteration, total, cfg.train))
             with autocast_context(device, cfg.train.bf16):
                 loss = ddp_model(images) if ddp_model is not None else model.training_loss(images)
@@ -498,6 +515,7 @@ __all__ = [
     "TrainResult",
     "build_model",
     "check_new_run_dir",
+    "report_progress",
     "resolve_device",
     "resume_config",
     "train",

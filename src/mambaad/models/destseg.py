@@ -19,17 +19,24 @@ Paper: "DeSTSeg: Segmentation Guided Denoising Student-Teacher for Anomaly Detec
                                 benchmark protocol's Gaussian, sigma 4; 0 turns it off); image score = mean of the
                                 top ``score_topk`` = 100 pixels
 
-Training schedule. The paper trains in two steps (student first, then the segmentation head with the student
-frozen). We train both at once with one loss, ``student_loss + seg_loss``, where the segmentation head gets
-*detached* teacher/student features: the student is updated only by its denoising loss (as in step 1) and the
-head only by focal + L1 (as in step 2), so the steps run concurrently instead of one after the other. Each
-batch is corrupted once (each image with probability ``anomaly_prob``) and feeds both losses.
+Training schedule (``schedule``). ``"two_step"`` (the default) is the paper's: for the first
+``student_fraction`` of the run's optimizer steps (default 0.2, the release's 1000 of 5000) only the student
+trains, on its denoising loss (the head is not run); from then on only the segmentation head trains, on
+focal + L1, with the student frozen (eval mode, run without gradient). The model learns where the run stands
+from the engine's :meth:`DeSTSeg.set_train_progress` hook, called before every step with the global step, so a
+resumed run continues in the right step; the frozen part gets no gradient at all, so the optimizer (SGD with
+momentum and weight decay) leaves its weights untouched. A loop that never calls the hook stays in the
+student step. ``"joint"`` trains both at once with one loss, ``student_loss + seg_loss``, where the head
+gets *detached* teacher/student features: each part gets only the gradient of its own step, but the steps
+run concurrently and the head learns on a still-moving student. Each batch is corrupted once (each image
+with probability ``anomaly_prob``) and feeds the loss(es).
 
 Recipe in :data:`RECIPE` (``configs/destseg.yaml``): SGD, momentum 0.9, weight decay 1e-4, constant learning
 rates 0.4 for the student, 0.1 for the segmentation head's residual blocks and 0.01 for its ASPP + output
 layer (:meth:`DeSTSeg.param_groups` keeps these ratios for any ``train.lr``), batch 32, 256 px, as in the
 authors' release. The paper trains one class for 5000 iterations (the student alone for the first 1000);
-here all classes train at once, both parts from the start, for ``epochs`` epochs (a budget, not the paper's).
+here all classes train at once for ``epochs`` epochs (a budget, not the paper's), the student alone for the
+first ``student_fraction`` of them.
 """
 
 from __future__ import annotations
@@ -65,6 +72,7 @@ RECIPE = {
 }
 
 INPUT_MULTIPLE = 32  # student encoder stride 32
+SCHEDULES = ("two_step", "joint")
 
 
 class StudentNet(nn.Module):
@@ -176,6 +184,18 @@ def focal_loss(logits: Tensor, target: Tensor, gamma: float = 4.0) -> Tensor:
     return ((1 - p_t) ** gamma * ce).mean()
 
 
+def student_steps(total_steps: int, fraction: float) -> int:
+    """Optimizer steps of the two-step schedule's student step: ``round(fraction * total_steps)``.
+
+    Clamped so that each step gets at least one optimizer step when the run has two or more (a tiny run
+    still trains both parts); a run of one step trains only the student.
+    """
+    n = round(fraction * total_steps)
+    if total_steps < 2:
+        return total_steps
+    return min(max(n, 1), total_steps - 1)
+
+
 @dataclass
 class DeSTSegConfig:
     encoder: str = "resnet18"
@@ -186,6 +206,8 @@ class DeSTSegConfig:
     focal_gamma: float = 4.0
     gaussian_sigma: float = 4.0
     score_topk: int | None = 100
+    schedule: str = "two_step"  # "two_step" (paper: student, then head with the student frozen) or "joint"
+    student_fraction: float = 0.2  # two_step: share of the run's optimizer steps that train the student
 
 
 class DeSTSeg(nn.Module):
@@ -197,14 +219,47 @@ class DeSTSeg(nn.Module):
         super().__init__()
         if not 0.0 <= config.anomaly_prob <= 1.0:
             raise ConfigError(f"anomaly_prob must be in [0, 1], got {config.anomaly_prob}")
+        if config.schedule not in SCHEDULES:
+            raise ConfigError(
+                f"destseg option schedule must be 'two_step' or 'joint', got {config.schedule!r}"
+            )
+        frac = config.student_fraction
+        if isinstance(frac, bool) or not isinstance(frac, (int, float)) or not 0.0 < frac < 1.0:
+            raise ConfigError(f"destseg option student_fraction must be a number in (0, 1), got {frac!r}")
         self.config = cfg = config
         self.encoder = Encoder(cfg.encoder, encoder_weights)
         self.student = StudentNet(cfg.student_encoder, self.encoder.channels, tuple(cfg.decoder_blocks))
         self.segmentation = SegmentationHead(sum(self.encoder.channels), cfg.seg_width)
+        self._phase = "joint" if cfg.schedule == "joint" else "student"
+
+    @property
+    def phase(self) -> str:
+        """What ``training_loss`` trains now: ``"student"``, ``"head"`` (two_step) or ``"joint"``."""
+        return self._phase
+
+    def set_train_progress(self, step: int, total_steps: int) -> None:
+        """Engine hook, called before optimizer step ``step`` (0-based, global) of ``total_steps``.
+
+        Picks the two-step schedule's phase; the part that does not train is put in eval mode (its
+        BatchNorm statistics stay as they are). No-op for ``schedule="joint"``.
+        """
+        if self.config.schedule == "joint":
+            return
+        n_student = student_steps(total_steps, self.config.student_fraction)
+        self._phase = "student" if step < n_student else "head"
+        if self.training:
+            self._set_part_modes()
+
+    def _set_part_modes(self) -> None:
+        """In training mode: the part the phase trains in train mode, the other in eval mode."""
+        self.student.train(self._phase != "head")
+        self.segmentation.train(self._phase != "student")
 
     def train(self, mode: bool = True) -> DeSTSeg:
         super().train(mode)
         self.encoder.eval()
+        if mode:
+            self._set_part_modes()
         return self
 
     def _check(self, x: Tensor) -> None:
@@ -220,12 +275,24 @@ class DeSTSeg(nn.Module):
         return teacher, student, logits
 
     def training_loss(self, images: Tensor) -> Tensor:
-        """Denoising loss + segmentation loss on one synthetically corrupted copy of the batch."""
+        """The current phase's loss on one synthetically corrupted copy of the batch.
+
+        ``student``: denoising loss only; ``head``: focal + L1 only, the student run without gradient;
+        ``joint``: their sum, the head on detached student features.
+        """
         self._check(images)
+        phase = self._phase
         corrupted, masks = synthesize_anomalies(images, self.config.anomaly_prob)
-        clean_teacher = self.encoder(images)
-        teacher, student = self.encoder(corrupted), self.student(corrupted)
-        student_loss = sum(m.mean() for m in cosine_distance_maps(clean_teacher, student))
+        if phase == "head":
+            with torch.no_grad():
+                student = self.student(corrupted)
+        else:
+            clean_teacher = self.encoder(images)
+            student = self.student(corrupted)
+            student_loss = sum(m.mean() for m in cosine_distance_maps(clean_teacher, student))
+            if phase == "student":
+                return student_loss
+        teacher = self.encoder(corrupted)
         logits = self.segmentation(agreement_features(teacher, [s.detach() for s in student]))
         target = (
             F.interpolate(masks, size=logits.shape[-2:], mode="bilinear", align_corners=False) > 0.5
@@ -234,7 +301,7 @@ class DeSTSeg(nn.Module):
             focal_loss(logits, target, self.config.focal_gamma)
             + (torch.sigmoid(logits) - target).abs().mean()
         )
-        return student_loss + seg_loss
+        return seg_loss if phase == "head" else student_loss + seg_loss
 
     def trainable_parameters(self) -> list[tuple[str, nn.Parameter]]:
         """Student and segmentation head; the teacher is frozen."""
@@ -271,7 +338,7 @@ class DeSTSeg(nn.Module):
 
 def build(encoder: str = "resnet18", encoder_weights: str | Path | None = None, **options: object) -> DeSTSeg:
     """Registry entry. Options: student_encoder, decoder_blocks, seg_width, anomaly_prob, focal_gamma,
-    gaussian_sigma, score_topk."""
+    gaussian_sigma, score_topk, schedule, student_fraction."""
     try:
         config = DeSTSegConfig(encoder=encoder, **options)  # type: ignore[arg-type]
     except TypeError as err:

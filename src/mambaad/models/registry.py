@@ -6,6 +6,8 @@ Every model follows the same small interface, so the engine, CLI, reports and ex
     model.predict(images) -> (maps, scores)      # (B, H, W) smoothed anomaly maps, (B,) image scores
     model.config_dict() -> dict                  # everything needed to rebuild it (stored in checkpoints)
     model.trainable_parameters() -> named (name, parameter) pairs the optimizer updates
+    model.set_train_progress(step, total_steps)  # optional: the trainer calls it before every optimizer
+                                                 # step (0-based global step), for schedules over the run
 
 A model module registers a builder ``build(**options) -> nn.Module`` in :data:`MODELS`.
 """
