@@ -100,7 +100,7 @@ def run_part(name: str, fn: Callable[[], None], device: torch.device) -> None:
         tail = traceback.format_exc().strip().splitlines()[-6:]
         first = str(err).splitlines()[0][:300] if str(err) else ""
         emit(name, error=f"{type(err).__name__}: {first}", tb=tail)
-    seen = Counter(msg.splitlines()[0][:200] for msg, _ in records if "synchroniz" not in msg.lower())
+    seen = Counter(" ".join(msg.split())[:400] for msg, _ in records if "synchroniz" not in msg.lower())
     if seen:
         emit("warnings", of=name, messages=[{"msg": m, "count": n} for m, n in seen.most_common(5)])
     gc.collect()
@@ -232,7 +232,8 @@ def part_env(device: torch.device) -> None:
     if torch.cuda.is_available():
         n = torch.cuda.device_count()
         info["cuda_devices"] = n
-        info["nccl_version"] = ".".join(map(str, torch.cuda.nccl.version()))
+        version = torch.cuda.nccl.version()
+        info["nccl_version"] = ".".join(map(str, version)) if isinstance(version, tuple) else str(version)
         info["pci_bus_ids"] = [
             getattr(torch.cuda.get_device_properties(i), "pci_bus_id", None) for i in range(n)
         ]
@@ -286,8 +287,8 @@ def part_allreduce(device: torch.device, grad_numel: int) -> None:
                 dtype=str(dtype).removeprefix("torch."),
                 mbytes=round(nbytes / 2**20, 3),
                 ms=round(1000 * seconds, 3),
-                algbw_gb_s=round(algbw, 2),
-                busbw_gb_s=round(algbw * 2 * (world - 1) / world, 2),
+                algbw_gb_s=round(algbw, 3),
+                busbw_gb_s=round(algbw * 2 * (world - 1) / world, 3),
             )
             del buf
 

@@ -12,7 +12,7 @@
 #   bash benchmarks/bench_ddp.sh --diagnose OUT [bench_ddp.py options and dotted overrides]
 #
 #   1. nvidia-smi topology (OUT/nvidia_smi.txt)
-#   2. 1 GPU: throughput, step breakdown, profile (OUT/1gpu.jsonl)
+#   2. 1 GPU: throughput, step breakdown, profile, host syncs (OUT/1gpu.jsonl)
 #   3. 2 independent 1-GPU processes at once, one per GPU (OUT/indep_gpu{0,1}.jsonl): host contention
 #   4. 2 GPUs under torchrun: all_reduce bandwidth, breakdown, profile, the DDP variants, host syncs
 #      (OUT/2gpu.jsonl); NCCL_DEBUG=INFO goes to OUT/nccl.*.log, its transport lines to OUT/nccl_transport.txt
@@ -36,12 +36,12 @@ if [[ "${1:-}" == "--diagnose" ]]; then
   mkdir -p "$WORK"
   T0=$SECONDS
   { nvidia-smi; nvidia-smi topo -m; nvidia-smi nvlink -s; } > "$WORK/nvidia_smi.txt" 2>&1
-  echo "== 1 GPU: throughput, breakdown, profile"
+  echo "== 1 GPU: throughput, breakdown, profile, host syncs"
   CUDA_VISIBLE_DEVICES=0 timeout 120 $PY benchmarks/bench_ddp.py --steps "$STEPS" --warmup 5 --breakdown \
-    --profile "${EXTRA[@]}" train.device="$DEVICE" 2> "$WORK/1gpu.err" | tee "$WORK/1gpu.jsonl"
+    --profile --sync-debug ${EXTRA[@]+"${EXTRA[@]}"} train.device="$DEVICE" 2> "$WORK/1gpu.err" | tee "$WORK/1gpu.jsonl"
   echo "== rc ${PIPESTATUS[0]}; 2 independent 1-GPU processes at once ($((SECONDS - T0)) s so far)"
   for g in 0 1; do
-    CUDA_VISIBLE_DEVICES=$g timeout 100 $PY benchmarks/bench_ddp.py --steps "$STEPS" --warmup 5 "${EXTRA[@]}" \
+    CUDA_VISIBLE_DEVICES=$g timeout 100 $PY benchmarks/bench_ddp.py --steps "$STEPS" --warmup 5 ${EXTRA[@]+"${EXTRA[@]}"} \
       train.device="$DEVICE" > "$WORK/indep_gpu$g.jsonl" 2> "$WORK/indep_gpu$g.err" &
   done
   wait
@@ -50,11 +50,14 @@ if [[ "${1:-}" == "--diagnose" ]]; then
   NCCL_DEBUG=INFO NCCL_DEBUG_SUBSYS=INIT,GRAPH,ENV NCCL_DEBUG_FILE="$WORK/nccl.%h.%p.log" timeout 300 \
     $PY -m torch.distributed.run --standalone --nproc_per_node 2 benchmarks/bench_ddp.py --no-throughput \
     --allreduce --breakdown --profile --variants --variant-steps "$VSTEPS" --variant-warmup 5 --sync-debug \
-    "${EXTRA[@]}" train.device="$DEVICE" 2> "$WORK/2gpu.err" | tee "$WORK/2gpu.jsonl"
+    ${EXTRA[@]+"${EXTRA[@]}"} train.device="$DEVICE" 2> "$WORK/2gpu.err" | tee "$WORK/2gpu.jsonl"
   echo "== rc ${PIPESTATUS[0]}; $((SECONDS - T0)) s in all"
   grep -h -E " via |NVLS|P2P level|SHM|Connected all|nranks" "$WORK"/nccl.*.log 2>/dev/null | sed 's/^[^ ]* //' \
     | sort | uniq -c | head -40 > "$WORK/nccl_transport.txt"
   head -20 "$WORK/nccl_transport.txt"
+  for f in "$WORK"/*.err; do  # the last lines of each stderr, for a crash
+    echo "-- $(basename "$f"):"; grep -v -E "USDT|^\s*$" "$f" | tail -4
+  done
   $PY - "$WORK" <<'PYEOF' | tee "$WORK/summary.txt"
 import glob, json, sys
 w = sys.argv[1]
