@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 import types
 import typing
 from collections.abc import Mapping, Sequence
@@ -46,6 +47,7 @@ __all__ = [
 BASE_LR = 0.005  # official AdamW learning rate for a batch of BASE_BATCH_SIZE
 BASE_BATCH_SIZE = 16
 OPTIMIZERS = ("adamw", "adam", "sgd")
+DDP_COMM_HOOKS = ("none", "bf16", "fp16")
 LSS_BRANCHES = ("both", "hss", "conv")
 
 
@@ -153,6 +155,10 @@ class TrainConfig:
     The defaults are MambaAD's recipe; other models' recipes (``RECIPE`` in each model module,
     ``configs/<model>.yaml``) set ``optimizer``, ``lr``, ``betas``/``momentum``, ``weight_decay``, the schedule
     and ``grad_clip``. Per-part learning rates come from the model's ``param_groups`` as ratios of ``lr``.
+
+    The ``ddp_*`` fields tune ``DistributedDataParallel`` for multi-GPU runs (ignored on one process);
+    they change speed and memory, not the result, except ``ddp_comm_hook`` which all-reduces rounded
+    gradients. Sweep them with ``benchmarks/bench_ddp.py --variants`` (docs/benchmarks.md, "Multi-GPU").
     """
 
     epochs: int = 100
@@ -171,6 +177,23 @@ class TrainConfig:
     channels_last: bool = False
     tensorboard: bool = False
     device: str = "auto"  # "auto" | "cpu" | "cuda" | "cuda:N" | "mps"
+    # DistributedDataParallel settings (only used under torchrun / --gpus N; the defaults are PyTorch's).
+    # Gradient bucket size in MiB: larger buckets mean fewer, larger all-reduces; 25 is PyTorch's default
+    # (with its small 1 MiB first bucket), any other value sizes every bucket, the first one included.
+    ddp_bucket_mb: float = 25.0
+    # Compress gradients to bf16 / fp16 for the all-reduce (half the bytes; averaged in that precision,
+    # then written back as fp32): "none" | "bf16" | "fp16".
+    ddp_comm_hook: str = "none"
+    # The same parameters get gradients in the same order every step: DDP may skip its per-step
+    # graph search and reorder buckets once after the first step.
+    ddp_static_graph: bool = False
+    # Gradients become views into DDP's all-reduce buckets (no copy into the bucket, less memory).
+    ddp_gradient_as_bucket_view: bool = False
+    # Re-broadcast rank 0's buffers (BatchNorm statistics) before every forward. Off is safe here: the
+    # frozen encoder's buffers never change and SyncBatchNorm keeps the trainable ones equal.
+    ddp_broadcast_buffers: bool = True
+    # Copy a bucket's gradients with one batched kernel instead of one per parameter (PyTorch >= 2.14).
+    ddp_batched_grad_copy: bool = False
 
     def __post_init__(self) -> None:
         _check(self.epochs > 0, "train.epochs", "must be > 0", self.epochs)
@@ -190,6 +213,18 @@ class TrainConfig:
         _check(self.grad_clip >= 0, "train.grad_clip", "must be >= 0 (0 disables clipping)", self.grad_clip)
         _check(
             self.eval_every >= 0, "train.eval_every", "must be >= 0 (0 = only at the end)", self.eval_every
+        )
+        _check(
+            0 < self.ddp_bucket_mb < math.inf,
+            "train.ddp_bucket_mb",
+            "must be a finite number > 0 (MiB)",
+            self.ddp_bucket_mb,
+        )
+        _check(
+            self.ddp_comm_hook in DDP_COMM_HOOKS,
+            "train.ddp_comm_hook",
+            f"must be one of {', '.join(DDP_COMM_HOOKS)}",
+            self.ddp_comm_hook,
         )
 
     @property

@@ -10,9 +10,10 @@ everything else here answers for the plain single-process case when no group exi
 
 from __future__ import annotations
 
+import inspect
 import os
 from collections.abc import Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.distributed as dist
@@ -20,6 +21,11 @@ from torch import Tensor, nn
 from torch.utils.data import Sampler
 
 from mambaad.errors import ConfigError
+
+if TYPE_CHECKING:
+    from torch.nn.parallel import DistributedDataParallel
+
+    from mambaad.config import TrainConfig
 
 
 def is_initialized() -> bool:
@@ -204,6 +210,89 @@ class LossModule(nn.Module):
 
     def forward(self, images: Tensor) -> Tensor:  # (B, 3, S, S) -> ()
         return self.model.training_loss(images)
+
+
+# ------------------------------------------------------------------------------------ DDP options
+TORCH_DEFAULT_BUCKET_MB = 25.0  # DDP's bucket_cap_mb when not given (then with a 1 MiB first bucket)
+
+
+def ddp_kwargs(train: TrainConfig) -> dict[str, Any]:
+    """``DistributedDataParallel`` keyword arguments for the ``train.ddp_*`` options.
+
+    Only options that differ from PyTorch's defaults are passed, so the defaults build exactly the DDP
+    of a plain ``DistributedDataParallel(module)`` (``ddp_bucket_mb`` 25 passes nothing: PyTorch then
+    also keeps its small first bucket). Buffer syncing is switched off through ``forward_sync_buffers``
+    where this PyTorch has it (``broadcast_buffers`` is deprecated there), else ``broadcast_buffers``.
+
+    Raises:
+        ConfigError: ``ddp_batched_grad_copy`` with a PyTorch whose DDP lacks it.
+    """
+    from torch.nn.parallel import DistributedDataParallel
+
+    accepted = inspect.signature(DistributedDataParallel.__init__).parameters
+    kwargs: dict[str, Any] = {}
+    if train.ddp_bucket_mb != TORCH_DEFAULT_BUCKET_MB:
+        kwargs["bucket_cap_mb"] = train.ddp_bucket_mb
+    if train.ddp_static_graph:
+        kwargs["static_graph"] = True
+    if train.ddp_gradient_as_bucket_view:
+        kwargs["gradient_as_bucket_view"] = True
+    if not train.ddp_broadcast_buffers:
+        key = "forward_sync_buffers" if "forward_sync_buffers" in accepted else "broadcast_buffers"
+        kwargs[key] = False
+    if train.ddp_batched_grad_copy:
+        if "batched_grad_copy" not in accepted:
+            raise ConfigError(
+                f"train.ddp_batched_grad_copy: this PyTorch ({torch.__version__}) has no batched_grad_copy "
+                "in DistributedDataParallel; set it to false"
+            )
+        kwargs["batched_grad_copy"] = True
+    return kwargs
+
+
+def comm_hook(name: str) -> Any:
+    """The DDP communication hook ``train.ddp_comm_hook`` names, or None for ``"none"``.
+
+    ``bf16`` / ``fp16`` cast each gradient bucket to half precision, all-reduce it (half the bytes) and
+    cast the average back to fp32; bf16 keeps fp32's range (no overflow), fp16 three more mantissa bits.
+    """
+    from torch.distributed.algorithms.ddp_comm_hooks import default_hooks
+
+    hooks = {"bf16": default_hooks.bf16_compress_hook, "fp16": default_hooks.fp16_compress_hook}
+    if name == "none":
+        return None
+    if name not in hooks:
+        raise ConfigError(f"train.ddp_comm_hook: unknown hook {name!r} (use none, bf16 or fp16)")
+    return hooks[name]
+
+
+def wrap_ddp(
+    module: nn.Module, device: torch.device, train: TrainConfig, find_unused_parameters: bool = False
+) -> DistributedDataParallel:
+    """``DistributedDataParallel(module)`` on ``device`` with the ``train.ddp_*`` options applied."""
+    from torch.nn.parallel import DistributedDataParallel
+
+    ddp = DistributedDataParallel(
+        module,
+        device_ids=[device.index] if device.type == "cuda" else None,
+        find_unused_parameters=find_unused_parameters,
+        **ddp_kwargs(train),
+    )
+    hook = comm_hook(train.ddp_comm_hook)
+    if hook is not None:
+        ddp.register_comm_hook(None, hook)  # state None: the default process group
+    return ddp
+
+
+def describe_ddp(train: TrainConfig) -> str:
+    """The ``train.ddp_*`` options that differ from the defaults, for the log ("" when none do)."""
+    from mambaad.config import TrainConfig
+
+    default = TrainConfig()
+    names = [n for n in vars(default) if n.startswith("ddp_")]
+    return ", ".join(
+        f"{n[4:]}={getattr(train, n)}" for n in names if getattr(train, n) != getattr(default, n)
+    )
 
 
 # ------------------------------------------------------------------------------------- collectives

@@ -204,16 +204,11 @@ def resume_config(run_dir: Path, overrides: list[str] | None = None) -> RunConfi
 def _wrap_ddp(model: nn.Module, device: torch.device, cfg: RunConfig) -> nn.Module:
     """``DistributedDataParallel`` around ``model.training_loss`` (gradients averaged over the ranks).
 
-    Models other than MambaAD may leave parameters unused in a step, so DDP looks for them there.
-    (``broadcast_buffers=False`` with ``gradient_as_bucket_view=True`` measured 1.64x on 2 H200 against
-    1.73x with the defaults, on different machines of the same kind: not adopted.)
+    The ``train.ddp_*`` options tune it (:func:`mambaad.engine.distributed.wrap_ddp`). Models other than
+    MambaAD may leave parameters unused in a step, so DDP looks for them there.
     """
-    from torch.nn.parallel import DistributedDataParallel
-
-    return DistributedDataParallel(
-        dist.LossModule(model),
-        device_ids=[device.index] if device.type == "cuda" else None,
-        find_unused_parameters=cfg.model.model != "mambaad",
+    return dist.wrap_ddp(
+        dist.LossModule(model), device, cfg.train, find_unused_parameters=cfg.model.model != "mambaad"
     )
 
 
@@ -353,6 +348,7 @@ def train(
             f"{cfg.train.batch_size} = {local_batch} per process, lr {cfg.train.base_lr:.4g} for the global "
             f"batch ({'train.lr' if cfg.train.lr is not None else 'the spec: 0.005 x global batch / 16'}), "
             f"{n_sync_bn} SyncBatchNorm layers"
+            + (f"; DDP options {ddp_opts}" if (ddp_opts := dist.describe_ddp(cfg.train)) else "")
         )
         if resume and not rng_restored:
             log(f"resume: no RNG state saved for {world} processes; ranks 1.. reseeded with seed + rank")
