@@ -70,6 +70,12 @@ VARIANTS: dict[str, tuple[list[str], bool, bool]] = {
         True,
         True,
     ),
+    "allreduce_sync_bn": (["train.ddp_sync_bn=allreduce"], True, True),  # ours: no host syncs
+    "views_no_broadcast": (
+        ["train.ddp_gradient_as_bucket_view=true", "train.ddp_broadcast_buffers=false"],
+        True,
+        True,
+    ),
     "no_sync_bn": ([], False, True),  # diagnosis: plain BatchNorm (per-rank statistics)
     "no_grad_allreduce": ([], True, False),  # diagnosis: ddp.no_sync(), gradients stay local
     "defaults_again": ([], True, True),  # the spread of the two defaults runs is the noise
@@ -172,7 +178,7 @@ def build_setup(
     if cfg.train.channels_last:
         model = model.to(memory_format=torch.channels_last)
     if world > 1 and sync_bn:
-        dist.convert_sync_batchnorm(model, device)
+        dist.convert_sync_batchnorm(model, device, cfg.train.ddp_sync_bn)
     optimizer = build_optimizer(model, cfg.train)
     ddp = _wrap_ddp(model, device, cfg) if world > 1 else None
     params = [q for _, q in model.trainable_parameters()]

@@ -48,6 +48,7 @@ BASE_LR = 0.005  # official AdamW learning rate for a batch of BASE_BATCH_SIZE
 BASE_BATCH_SIZE = 16
 OPTIMIZERS = ("adamw", "adam", "sgd")
 DDP_COMM_HOOKS = ("none", "bf16", "fp16")
+DDP_SYNC_BN = ("allreduce", "torch")
 LSS_BRANCHES = ("both", "hss", "conv")
 
 
@@ -194,6 +195,11 @@ class TrainConfig:
     ddp_broadcast_buffers: bool = True
     # Copy a bucket's gradients with one batched kernel instead of one per parameter (PyTorch >= 2.14).
     ddp_batched_grad_copy: bool = False
+    # Synchronised BatchNorm of the trainable layers: "torch" (nn.SyncBatchNorm on CUDA, the official
+    # recipe's; on other devices the "allreduce" one, the only one gloo runs) or "allreduce" (ours: one
+    # differentiable all-reduce of the per-channel sums, no host synchronisation, but more small kernels:
+    # on 2 H200s it trained at 240 img/s against nn.SyncBatchNorm's 305, docs/benchmarks.md).
+    ddp_sync_bn: str = "torch"
 
     def __post_init__(self) -> None:
         _check(self.epochs > 0, "train.epochs", "must be > 0", self.epochs)
@@ -225,6 +231,12 @@ class TrainConfig:
             "train.ddp_comm_hook",
             f"must be one of {', '.join(DDP_COMM_HOOKS)}",
             self.ddp_comm_hook,
+        )
+        _check(
+            self.ddp_sync_bn in DDP_SYNC_BN,
+            "train.ddp_sync_bn",
+            f"must be one of {', '.join(DDP_SYNC_BN)}",
+            self.ddp_sync_bn,
         )
 
     @property

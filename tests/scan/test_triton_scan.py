@@ -164,3 +164,17 @@ def test_bad_shapes_and_backend_raise() -> None:
     if os.environ.get("TRITON_INTERPRET") != "1" and not torch.cuda.is_available():
         with pytest.raises(ConfigError, match="triton"):
             hybrid_selective_scan(u, delta, A, B, C, None, None, orders, backend="triton")
+
+
+def test_segment_policy() -> None:
+    """Segments multiply the step kernels' programs up to SPLIT_PROGRAMS, never below MIN_SEGMENT steps."""
+    from mambaad.scan import triton_scan as ts
+
+    programs = 16 * 8 * 128 // ts.SEQ_BLOCK_D  # batch 16, K 8, D 128
+    seg_len, n_seg = ts._segments(16, 8, 128, 4096, 16, None)
+    assert n_seg == ts.SPLIT_PROGRAMS // programs and seg_len * n_seg == 4096
+    assert ts._segments(1, 8, 128, 4096, 16, None) == (ts.MIN_SEGMENT, 4096 // ts.MIN_SEGMENT)  # batch 1
+    assert ts._segments(1, 8, 512, 256, 16, None) == (256, 1)  # short sequences are not cut
+    assert ts._segments(2, 8, 3, 33, 4, 8) == (8, 5)  # explicit length: the last segment is partial
+    assert ts._segments(2, 8, 3, 33, 4, 6) == (8, 5)  # rounded up to a multiple of the chunk
+    assert ts._segments(2, 8, 3, 33, 4, 0) == (33, 1)  # 0: no split

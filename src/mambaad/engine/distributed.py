@@ -143,12 +143,16 @@ class _AllReduceSum(torch.autograd.Function):
         return grad
 
 
-class GlooSyncBatchNorm(nn.BatchNorm2d):
+class AllReduceBatchNorm(nn.BatchNorm2d):
     """BatchNorm2d whose training statistics cover the whole global batch, on any device.
 
-    ``nn.SyncBatchNorm`` only runs on GPUs; this one (used for CPU/gloo runs) all-reduces the per-channel
-    sum, sum of squares and count through a differentiable all-reduce, so
-    forward and backward equal BatchNorm over the concatenated batch.
+    It all-reduces the per-channel sum, sum of squares and count through a differentiable all-reduce, so
+    forward and backward equal BatchNorm over the concatenated batch. Unlike ``nn.SyncBatchNorm`` (CUDA
+    only) it runs on gloo too and never synchronises the host with the device (``nn.SyncBatchNorm`` drops
+    empty ranks with a boolean mask: 3 host syncs per layer and step); every rank here has a non-empty
+    batch (the sampler splits the global batch evenly). On 2 H200s it was nevertheless slower than
+    ``nn.SyncBatchNorm`` (more, smaller kernels and per-layer all-reduces in the backward), so CUDA runs
+    use ``nn.SyncBatchNorm`` unless ``train.ddp_sync_bn: allreduce``.
     """
 
     def forward(self, x: Tensor) -> Tensor:  # (B, C, H, W)
@@ -178,20 +182,23 @@ def _is_trainable_bn(m: nn.Module) -> bool:
     return isinstance(m, nn.BatchNorm2d) and any(p.requires_grad for p in m.parameters(recurse=False))
 
 
-def convert_sync_batchnorm(model: nn.Module, device: torch.device) -> int:
+def convert_sync_batchnorm(model: nn.Module, device: torch.device, kind: str = "torch") -> int:
     """Swap every *trainable* BatchNorm2d of ``model`` for a synchronised one, in place; returns the count.
 
     The frozen encoder's BatchNorm (no trainable parameters, always eval) is left alone: converting it
-    would only add communication. CUDA gets ``nn.SyncBatchNorm`` (the official recipe's SyncBN), other
-    devices :class:`GlooSyncBatchNorm`. Parameters and buffers are kept (same tensors).
+    would only add communication. ``kind`` (``train.ddp_sync_bn``): ``"allreduce"`` =
+    :class:`AllReduceBatchNorm` on any device, ``"torch"`` = ``nn.SyncBatchNorm`` on CUDA (elsewhere
+    :class:`AllReduceBatchNorm`, the only one that runs on gloo). Parameters and buffers are kept.
     """
+    if kind not in ("allreduce", "torch"):
+        raise ConfigError(f"train.ddp_sync_bn: unknown kind {kind!r} (use allreduce or torch)")
     swaps: list[tuple[nn.Module, str, nn.BatchNorm2d]] = []
     for parent in model.modules():
         for name, child in parent.named_children():
-            if _is_trainable_bn(child) and not isinstance(child, (nn.SyncBatchNorm, GlooSyncBatchNorm)):
+            if _is_trainable_bn(child) and not isinstance(child, (nn.SyncBatchNorm, AllReduceBatchNorm)):
                 swaps.append((parent, name, child))
     for parent, name, bn in swaps:
-        cls = nn.SyncBatchNorm if device.type == "cuda" else GlooSyncBatchNorm
+        cls = nn.SyncBatchNorm if kind == "torch" and device.type == "cuda" else AllReduceBatchNorm
         new = cls(bn.num_features, bn.eps, bn.momentum, bn.affine, bn.track_running_stats)
         new.weight, new.bias = bn.weight, bn.bias
         new.running_mean, new.running_var = bn.running_mean, bn.running_var

@@ -301,7 +301,7 @@ def train(
     model = build_model(cfg).to(device)
     if cfg.train.channels_last:
         model = model.to(memory_format=torch.channels_last)
-    n_sync_bn = dist.convert_sync_batchnorm(model, device) if world > 1 else 0
+    n_sync_bn = dist.convert_sync_batchnorm(model, device, cfg.train.ddp_sync_bn) if world > 1 else 0
     optimizer = build_optimizer(model, cfg.train)
     ddp_model = _wrap_ddp(model, device, cfg) if world > 1 else None
     if world > 1:  # same initial weights everywhere, but per-rank randomness (drop-path), seed + rank

@@ -16,6 +16,7 @@ Inside the decoder tensors are channels-last, (B, H, W, C), as in VMamba.
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -71,6 +72,60 @@ class HybridScan(nn.Module):
         _, _, index = self._indices(h, w, ys.device)
         ys = ys.transpose(1, 2).reshape(b, d, k * length).index_select(2, index)
         return ys.view(b, d, k, length).sum(2)
+
+
+WEIGHT_GRAD_ROWS = 1024  # positions per partial product of a projection's weight gradient
+
+
+def _weight_grad(g: Tensor, x: Tensor) -> Tensor:
+    """sum over positions of g^T x: (rows, P) x (rows, Q) -> (P, Q), the rows cut into pieces.
+
+    A weight gradient sums over B x L positions (65,536 at batch 16 and 64 x 64) into a small matrix;
+    one GEMM gives few output tiles to loop over that long sum (cuBLAS took 0.9 ms per call for it on an
+    H200); partial products over pieces of ``WEIGHT_GRAD_ROWS`` rows run in parallel and are summed.
+    g: (rows, P), x: (rows, Q) or batched (..., rows, P) / (..., rows, Q) -> (..., P, Q).
+    """
+    rows = g.shape[-2]
+    pieces = max(1, rows // WEIGHT_GRAD_ROWS)
+    while rows % pieces:
+        pieces -= 1
+    g = g.reshape(*g.shape[:-2], pieces, rows // pieces, g.shape[-1])
+    x = x.reshape(*x.shape[:-2], pieces, rows // pieces, x.shape[-1])
+    return (g.transpose(-1, -2) @ x).sum(-3)
+
+
+class _DirectionProjection(torch.autograd.Function):
+    """Per-direction linear map at every position, channels-last: SS2D's x_proj and dt_proj.
+
+    x_proj: x (B, L, Din) shared by the K directions, w (K, Dout, Din) -> (B, K, L, Dout);
+    dt_proj: x (B, K, L, Din) per direction, w (K, Dout, Din) -> (B, K, L, Dout).
+    Same values as the einsum; only the weight gradient is computed differently (:func:`_weight_grad`).
+    """
+
+    @staticmethod
+    def forward(ctx: Any, x: Tensor, w: Tensor) -> Tensor:  # type: ignore[override]
+        ctx.save_for_backward(x, w)
+        if x.dim() == 3:
+            return torch.einsum("bld,kcd->bklc", x, w)
+        return torch.einsum("bklr,kdr->bkld", x, w)
+
+    @staticmethod
+    def backward(ctx: Any, g: Tensor) -> tuple[Tensor | None, Tensor | None]:  # type: ignore[override]
+        x, w = ctx.saved_tensors
+        # backward runs outside autocast: under bf16 autocast g is bf16 while x / w were saved in fp32
+        dtype = torch.promote_types(g.dtype, torch.promote_types(x.dtype, w.dtype))
+        g, x, w = g.to(dtype), x.to(dtype), w.to(dtype)
+        dx = dw = None
+        k, dout, din = w.shape
+        if ctx.needs_input_grad[0]:
+            dx = torch.einsum("bklc,kcd->bld", g, w) if x.dim() == 3 else torch.einsum("bkld,kdr->bklr", g, w)
+        if ctx.needs_input_grad[1]:
+            if x.dim() == 3:  # shared input: one (B*L, K*Dout) x (B*L, Din) product
+                gl = g.permute(0, 2, 1, 3).reshape(-1, k * dout)  # (B*L, K*Dout)
+                dw = _weight_grad(gl, x.reshape(-1, din)).view(k, dout, din)
+            else:  # per direction: (B, K) batches of (L, Dout) x (L, Din)
+                dw = _weight_grad(g, x).sum(0)
+        return dx, dw
 
 
 class SS2D(nn.Module):
@@ -143,9 +198,9 @@ class SS2D(nn.Module):
         """
         n, r = self.d_state, self.dt_rank
         if channels_last:
-            x_dbl = torch.einsum("bld,kcd->bklc", xs, self.x_proj_weight)  # (B, K, L, R+2N)
+            x_dbl = _DirectionProjection.apply(xs, self.x_proj_weight)  # (B, K, L, R+2N)
             dts, Bs, Cs = x_dbl.split([r, n, n], dim=3)
-            dts = torch.einsum("bklr,kdr->bkld", dts, self.dt_projs_weight)  # (B, K, L, D)
+            dts = _DirectionProjection.apply(dts, self.dt_projs_weight)  # (B, K, L, D)
             return dts.transpose(2, 3), Bs.transpose(2, 3), Cs.transpose(2, 3)
         x_dbl = torch.einsum("bkdl,kcd->bkcl", xs, self.x_proj_weight)  # (B, K, R+2N, L)
         dts, Bs, Cs = x_dbl.split([r, n, n], dim=2)

@@ -142,8 +142,11 @@ SEQ_BLOCK_D = 32  # channels per program of the step kernels (one warp; H200 swe
 BWD_KERNEL = "seq"
 SEQ_MIN_PROGRAMS = 256  # below this many programs a long sequence is latency-bound: use the chunked scan
 # The step kernels cut L into segments, one program each, until about this many programs run (0: never).
-SPLIT_PROGRAMS = 2048
+# H200, 2026-11-28 (bench_scan_gpu.py --sweep-split): forward + backward at batch 16, L = 4096: 9.9 ms
+# unsplit, 7.2 ms at 2,048 programs, 6.7-7.1 ms at 4,096; at batch 1 the forward 2.06 -> 0.18 ms.
+SPLIT_PROGRAMS = 4096
 MIN_SEGMENT = 64  # shortest segment: each costs a pass over its steps and a combine step for the others
+SPLIT_MIN_LENGTH = 512  # at L <= 256 the split measured slower at batch 1 and 16
 
 
 def _segments(bsz: int, k: int, d: int, length: int, chunk: int, seg_len: int | None) -> tuple[int, int]:
@@ -156,7 +159,9 @@ def _segments(bsz: int, k: int, d: int, length: int, chunk: int, seg_len: int | 
     """
     if seg_len is None:
         programs = bsz * k * -(-d // SEQ_BLOCK_D)
-        n_seg = min(SPLIT_PROGRAMS // programs, length // MIN_SEGMENT) if SPLIT_PROGRAMS else 1
+        n_seg = 1
+        if SPLIT_PROGRAMS and length >= SPLIT_MIN_LENGTH:
+            n_seg = min(SPLIT_PROGRAMS // programs, length // MIN_SEGMENT)
         seg_len = -(-length // max(1, n_seg))
     if seg_len <= 0 or seg_len >= length:
         return length, 1
