@@ -322,6 +322,29 @@ def _combine_segments(
 
 
 @triton.jit
+def _segment_program(
+    a_ptr, bias_ptr, K, D, N, HAS_BIAS: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_N: tl.constexpr
+):
+    """The pass-1 kernels' program: ``_program_block`` plus the (N, D) mask, A * log2(e) from the
+    transposed (N, K*D) A, and the delta bias of its channels (0.0 without bias)."""
+    b, k, offs_d, offs_n, mask_d, mask_n, ch = _program_block(K, D, N, BLOCK_D, BLOCK_N)
+    mask_nd = mask_n[:, None] & mask_d[None, :]
+    a2 = tl.load(a_ptr + offs_n[:, None] * (K * D) + ch[None, :], mask=mask_nd, other=0.0).to(tl.float32)
+    bias = 0.0
+    if HAS_BIAS:
+        bias = tl.load(bias_ptr + ch, mask=mask_d, other=0.0).to(tl.float32)
+    return b, k, offs_d, offs_n, mask_d, mask_n, mask_nd, a2 * LOG2E, bias
+
+
+@triton.jit
+def _store_segment(h_ptr, dt_ptr, base, h, dt_sum, N, D, offs_n, offs_d, mask_nd, mask_d):
+    """Store a segment's zero-start result (N, BD) and its sum of delta (BD,) at row ``base`` of
+    (B*K*n_seg, N, D) / (B*K*n_seg, D)."""
+    tl.store(h_ptr + base * N * D + offs_n[:, None] * D + offs_d[None, :], h, mask=mask_nd)
+    tl.store(dt_ptr + base * D + offs_d, dt_sum, mask=mask_d)
+
+
+@triton.jit
 def fwd_seg_kernel(
     u_ptr, dl_ptr, a_ptr, b_ptr, bias_ptr, ord_ptr, seg_h_ptr, seg_dt_ptr,
     K, D, L, N, seg_len, n_seg,
@@ -334,13 +357,9 @@ def fwd_seg_kernel(
     # Pass 1 of the split forward: segment s = program_id(2) (every segment but the last) runs the
     # recurrence from h = 0 and stores its final state and its sum of delta (decay over the segment =
     # exp(A sum(delta))). No outputs; A arrives transposed (N, K*D) as in fwd_seq_kernel.
-    b, k, offs_d, offs_n, mask_d, mask_n, ch = _program_block(K, D, N, BLOCK_D, BLOCK_N)
-    mask_nd = mask_n[:, None] & mask_d[None, :]
-    a2 = tl.load(a_ptr + offs_n[:, None] * (K * D) + ch[None, :], mask=mask_nd, other=0.0).to(tl.float32)
-    a2 = a2 * LOG2E
-    bias = 0.0
-    if HAS_BIAS:
-        bias = tl.load(bias_ptr + ch, mask=mask_d, other=0.0).to(tl.float32)
+    b, k, offs_d, offs_n, mask_d, mask_n, mask_nd, a2, bias = _segment_program(
+        a_ptr, bias_ptr, K, D, N, HAS_BIAS, BLOCK_D, BLOCK_N
+    )
     u_base = u_ptr + b * su_b + offs_d * su_d
     d_base = dl_ptr + b * sd_b + k * sd_k + offs_d * sd_d
     b_base = b_ptr + b * sb_b + k * sb_k + offs_n * sb_n
@@ -356,9 +375,9 @@ def fwd_seg_kernel(
             )  # fmt: skip
             h = tl.exp2(dt[None, :] * a2) * h + (dt * u)[None, :] * bt[:, None]
             dt_sum += dt
-    base = (b * K + k) * n_seg + seg
-    tl.store(seg_h_ptr + base * N * D + offs_n[:, None] * D + offs_d[None, :], h, mask=mask_nd)
-    tl.store(seg_dt_ptr + base * D + offs_d, dt_sum, mask=mask_d)
+    _store_segment(
+        seg_h_ptr, seg_dt_ptr, (b * K + k) * n_seg + seg, h, dt_sum, N, D, offs_n, offs_d, mask_nd, mask_d
+    )
 
 
 @triton.jit
@@ -374,13 +393,9 @@ def bwd_seg_kernel(
     # Pass 1 of the split backward: segment s = program_id(2) + 1 (every segment but the first) runs the
     # adjoint g_t = C_t dy_t + exp(delta_{t+1} A) g_{t+1} backwards from a zero carry and stores the
     # carry it hands to the segment before it, exp(delta_t0 A) g_t0, and its sum of delta.
-    b, k, offs_d, offs_n, mask_d, mask_n, ch = _program_block(K, D, N, BLOCK_D, BLOCK_N)
-    mask_nd = mask_n[:, None] & mask_d[None, :]
-    a2 = tl.load(a_ptr + offs_n[:, None] * (K * D) + ch[None, :], mask=mask_nd, other=0.0).to(tl.float32)
-    a2 = a2 * LOG2E
-    bias = 0.0
-    if HAS_BIAS:
-        bias = tl.load(bias_ptr + ch, mask=mask_d, other=0.0).to(tl.float32)
+    b, k, offs_d, offs_n, mask_d, mask_n, mask_nd, a2, bias = _segment_program(
+        a_ptr, bias_ptr, K, D, N, HAS_BIAS, BLOCK_D, BLOCK_N
+    )
     d_base = dl_ptr + b * sd_b + k * sd_k + offs_d * sd_d
     c_base = c_ptr + b * sc_b + k * sc_k + offs_n * sc_n
     g_base = dout_ptr + b * so_b + offs_d * so_d
@@ -399,9 +414,9 @@ def bwd_seg_kernel(
             dy = tl.load(g_base + p * so_l, mask=m, other=0.0).to(tl.float32)  # (BD,)
             carry = tl.exp2(dt[None, :] * a2) * (carry + ct[:, None] * dy[None, :])
             dt_sum += dt
-    base = (b * K + k) * n_seg + seg
-    tl.store(seg_g_ptr + base * N * D + offs_n[:, None] * D + offs_d[None, :], carry, mask=mask_nd)
-    tl.store(seg_dt_ptr + base * D + offs_d, dt_sum, mask=mask_d)
+    _store_segment(
+        seg_g_ptr, seg_dt_ptr, (b * K + k) * n_seg + seg, carry, dt_sum, N, D, offs_n, offs_d, mask_nd, mask_d
+    )
 
 
 @triton.jit
