@@ -19,6 +19,28 @@ def _softplus(x):
 
 
 @triton.jit
+def _load_bias(bias_ptr, ch, mask_d, HAS_BIAS: tl.constexpr, COLUMN: tl.constexpr):
+    """delta_bias of the channels ``ch`` in fp32, (BD,) or as a (BD, 1) column; 0.0 without a bias."""
+    bias = 0.0
+    if HAS_BIAS:
+        bias = tl.load(bias_ptr + ch, mask=mask_d, other=0.0).to(tl.float32)
+        if COLUMN:
+            bias = bias[:, None]
+    return bias
+
+
+@triton.jit
+def _delta(raw, bias, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr):
+    """(dt_proj output + bias, delta = softplus of it): each step only where switched on."""
+    if HAS_BIAS:
+        raw = raw + bias
+    dt = raw
+    if SOFTPLUS:
+        dt = _softplus(raw)
+    return raw, dt
+
+
+@triton.jit
 def _program_block(K, D, N, BLOCK_D: tl.constexpr, BLOCK_N: tl.constexpr):
     """This program's (b, k), its channels and states with their masks, and channel index k * D + d.
 
@@ -37,8 +59,8 @@ def _chunk_inputs(
     ord_base, offs_t, L, u_base, d_base, b_base, c_base, su_l, sd_l, sb_l, sc_l, mask_d, mask_n, bias,
     HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr,
 ):  # fmt: skip
-    """Steps ``offs_t`` of the chunked kernels as tiles: pixels p, (BD, T) mask, u, biased dt_proj output
-    and delta (BD, T), B and C (BN, T). Steps past the end read nothing and give delta = 0 (identities).
+    """Steps ``offs_t`` of the chunked kernels as tiles (``bias`` a (BD, 1) column): pixels p, (BD, T)
+    mask, u, biased dt_proj output and delta (BD, T), B and C (BN, T). Steps past the end read nothing and give delta = 0 (identities).
     """
     mask_t = offs_t < L
     p = tl.load(ord_base + offs_t, mask=mask_t, other=0)  # (T,) raster positions
@@ -46,12 +68,7 @@ def _chunk_inputs(
     m_nt = mask_n[:, None] & mask_t[None, :]
     u = tl.load(u_base + p[None, :] * su_l, mask=m_dt, other=0.0).to(tl.float32)  # (BD, T)
     raw = tl.load(d_base + p[None, :] * sd_l, mask=m_dt, other=0.0).to(tl.float32)
-    if HAS_BIAS:
-        raw = raw + bias[:, None]
-    if SOFTPLUS:
-        dt = _softplus(raw)
-    else:
-        dt = raw
+    raw, dt = _delta(raw, bias, HAS_BIAS, SOFTPLUS)
     dt = tl.where(m_dt, dt, 0.0)
     bt = tl.load(b_base + p[None, :] * sb_l, mask=m_nt, other=0.0).to(tl.float32)  # (BN, T)
     ct = tl.load(c_base + p[None, :] * sc_l, mask=m_nt, other=0.0).to(tl.float32)
@@ -76,9 +93,7 @@ def fwd_kernel(
     a_mat = tl.load(a_ptr + ch[:, None] * N + offs_n[None, :], mask=mask_dn, other=0.0).to(tl.float32)
     if HAS_D:
         dskip = tl.load(dskip_ptr + ch, mask=mask_d, other=0.0).to(tl.float32)
-    bias = 0.0  # placeholder when HAS_BIAS is off
-    if HAS_BIAS:
-        bias = tl.load(bias_ptr + ch, mask=mask_d, other=0.0).to(tl.float32)
+    bias = _load_bias(bias_ptr, ch, mask_d, HAS_BIAS, True)  # (BD, 1)
     u_base = u_ptr + b * su_b + offs_d[:, None] * su_d
     d_base = dl_ptr + b * sd_b + k * sd_k + offs_d[:, None] * sd_d
     b_base = b_ptr + b * sb_b + k * sb_k + offs_n[:, None] * sb_n
@@ -125,9 +140,7 @@ def bwd_kernel(
     a_mat = tl.load(a_ptr + ch[:, None] * N + offs_n[None, :], mask=mask_dn, other=0.0).to(tl.float32)
     if HAS_D:
         dskip = tl.load(dskip_ptr + ch, mask=mask_d, other=0.0).to(tl.float32)
-    bias = 0.0  # placeholder when HAS_BIAS is off
-    if HAS_BIAS:
-        bias = tl.load(bias_ptr + ch, mask=mask_d, other=0.0).to(tl.float32)
+    bias = _load_bias(bias_ptr, ch, mask_d, HAS_BIAS, True)  # (BD, 1)
     u_base = u_ptr + b * su_b + offs_d[:, None] * su_d
     d_base = dl_ptr + b * sd_b + k * sd_k + offs_d[:, None] * sd_d
     b_base = b_ptr + b * sb_b + k * sb_k + offs_n[:, None] * sb_n
@@ -154,12 +167,7 @@ def bwd_kernel(
         p1 = tl.load(ord_ptr + k * L + offs_t + 1, mask=mask_t1, other=0)  # next step's pixel
         m_dt1 = mask_d[:, None] & mask_t1[None, :]
         raw1 = tl.load(d_base + p1[None, :] * sd_l, mask=m_dt1, other=0.0).to(tl.float32)
-        if HAS_BIAS:
-            raw1 = raw1 + bias[:, None]
-        if SOFTPLUS:
-            dt1 = _softplus(raw1)
-        else:
-            dt1 = raw1
+        _, dt1 = _delta(raw1, bias, HAS_BIAS, SOFTPLUS)
         dy = tl.load(g_base + p[None, :] * so_l, mask=m_dt, other=0.0).to(tl.float32)  # (BD, T)
         # recompute the chunk's states from its saved start state
         decay = tl.exp(dt[:, None, :] * a_mat[:, :, None])  # (BD, BN, T)
@@ -216,12 +224,7 @@ def _step_inputs(
     m = mask_d & valid
     u = tl.load(u_base + p * su_l, mask=m, other=0.0).to(tl.float32)  # (BD,)
     raw = tl.load(d_base + p * sd_l, mask=m, other=0.0).to(tl.float32)
-    if HAS_BIAS:
-        raw = raw + bias
-    if SOFTPLUS:
-        dt = _softplus(raw)
-    else:
-        dt = raw
+    raw, dt = _delta(raw, bias, HAS_BIAS, SOFTPLUS)
     dt = tl.where(m, dt, 0.0)
     bt = tl.load(b_base + p * sb_l, mask=mask_n & valid, other=0.0).to(tl.float32)  # (BN,)
     ct = tl.load(c_base + p * sc_l, mask=mask_n & valid, other=0.0).to(tl.float32)
@@ -260,9 +263,7 @@ def fwd_seq_kernel(
     a2 = a2 * LOG2E  # (BN, BD): exp(x A) = exp2(x A log2 e)
     if HAS_D:
         dskip = tl.load(dskip_ptr + ch, mask=mask_d, other=0.0).to(tl.float32)
-    bias = 0.0  # placeholder when HAS_BIAS is off
-    if HAS_BIAS:
-        bias = tl.load(bias_ptr + ch, mask=mask_d, other=0.0).to(tl.float32)
+    bias = _load_bias(bias_ptr, ch, mask_d, HAS_BIAS, False)  # (BD,)
     u_base = u_ptr + b * su_b + offs_d * su_d  # (BD,)
     d_base = dl_ptr + b * sd_b + k * sd_k + offs_d * sd_d
     b_base = b_ptr + b * sb_b + k * sb_k + offs_n * sb_n  # (BN,)
@@ -330,9 +331,7 @@ def _segment_program(
     b, k, offs_d, offs_n, mask_d, mask_n, ch = _program_block(K, D, N, BLOCK_D, BLOCK_N)
     mask_nd = mask_n[:, None] & mask_d[None, :]
     a2 = tl.load(a_ptr + offs_n[:, None] * (K * D) + ch[None, :], mask=mask_nd, other=0.0).to(tl.float32)
-    bias = 0.0
-    if HAS_BIAS:
-        bias = tl.load(bias_ptr + ch, mask=mask_d, other=0.0).to(tl.float32)
+    bias = _load_bias(bias_ptr, ch, mask_d, HAS_BIAS, False)
     return b, k, offs_d, offs_n, mask_d, mask_n, mask_nd, a2 * LOG2E, bias
 
 
@@ -448,9 +447,7 @@ def bwd_seq_kernel(
     a2 = a_mat * LOG2E  # (BN, BD)
     if HAS_D:
         dskip = tl.load(dskip_ptr + ch, mask=mask_d, other=0.0).to(tl.float32)
-    bias = 0.0  # placeholder when HAS_BIAS is off
-    if HAS_BIAS:
-        bias = tl.load(bias_ptr + ch, mask=mask_d, other=0.0).to(tl.float32)
+    bias = _load_bias(bias_ptr, ch, mask_d, HAS_BIAS, False)  # (BD,)
     u_base = u_ptr + b * su_b + offs_d * su_d  # (BD,)
     d_base = dl_ptr + b * sd_b + k * sd_k + offs_d * sd_d
     g_base = dout_ptr + b * so_b + offs_d * so_d
