@@ -218,7 +218,7 @@ class _HybridScanFn(torch.autograd.Function):
         block_d: int,
         chunk: int,
         num_warps: int,
-        fwd: tuple[str, int, int],
+        fwd: tuple[str, int, int, int | None],
         bwd_kind: str,
     ) -> Tensor:
         kern = _kernels()
@@ -279,49 +279,52 @@ class _HybridScanFn(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx: Any, dout: Tensor) -> tuple[Tensor | None, ...]:  # type: ignore[override]
-        u, delta, A, B, C, D, delta_bias, orders32, states = ctx.saved_tensors
-        delta_softplus, block_d, chunk, num_warps, n_chunks, bwd_kind, _ = ctx.cfg
-        if bwd_kind == "seq":
-            grads = _backward_seq(dout, u, delta, A, B, C, D, delta_bias, orders32, states, ctx.cfg)
-            return (*grads, None, None, None, None, None, None, None)
-        kern = _kernels()
-        bsz, d, length = u.shape
-        k, n = B.shape[1], A.shape[1]
-        f32 = {"device": u.device, "dtype": torch.float32}
-        du = torch.zeros(bsz, d, length, **f32)
-        ddelta = torch.empty(bsz, k, d, length, **f32)
-        dA = torch.zeros(k * d, n, **f32)
-        dB = torch.zeros(bsz, k, n, length, **f32)
-        dC = torch.zeros(bsz, k, n, length, **f32)
-        dD = torch.zeros(k * d, **f32)
-        dbias = torch.zeros(k * d, **f32)
-        dummy = A
-        grid = (bsz * k, -(-d // block_d))
-        kern["bwd"][grid](
-            u, delta, A, B, C, D if D is not None else dummy,
-            delta_bias if delta_bias is not None else dummy, orders32, dout, states,
-            du, ddelta, dA, dB, dC, dD, dbias,
-            k, d, length, n, n_chunks,
-            *u.stride(), *delta.stride(), *B.stride(), *C.stride(), *dout.stride(),
-            HAS_D=D is not None, HAS_BIAS=delta_bias is not None, SOFTPLUS=delta_softplus,
-            BLOCK_D=block_d, BLOCK_N=_pow2(n), CHUNK=chunk, num_warps=num_warps,
-        )  # fmt: skip
-        return (
-            du.to(u.dtype),
-            ddelta.to(delta.dtype),
-            dA.to(A.dtype),
-            dB.to(B.dtype),
-            dC.to(C.dtype),
-            dD.to(D.dtype) if D is not None else None,
-            dbias.to(delta_bias.dtype) if delta_bias is not None else None,
-            None,
-            None,
-            None,
-            None,
-            None,
-            None,
-            None,
-        )
+        saved = ctx.saved_tensors  # u, delta, A, B, C, D, delta_bias, orders32, states
+        bwd_kind = ctx.cfg[5]  # cfg: (softplus, block_d, chunk, warps, n_chunks, bwd_kind, seg_len)
+        backward = _backward_seq if bwd_kind == "seq" else _backward_chunk
+        grads = backward(dout, *saved, ctx.cfg)
+        # each gradient in its input's dtype (fp32 in the kernels); none for the 7 non-tensor arguments
+        return (*(None if g is None else g.to(x.dtype) for g, x in zip(grads, saved[:7])), *[None] * 7)
+
+
+def _backward_chunk(
+    dout: Tensor,
+    u: Tensor,
+    delta: Tensor,
+    A: Tensor,
+    B: Tensor,
+    C: Tensor,
+    D: Tensor | None,
+    delta_bias: Tensor | None,
+    orders32: Tensor,
+    states: Tensor,
+    cfg: tuple,
+) -> tuple[Tensor | None, ...]:
+    """fp32 gradients of the 7 inputs with the chunked backward kernel (``bwd_kernel``)."""
+    delta_softplus, block_d, chunk, num_warps, n_chunks, _, _ = cfg
+    kern = _kernels()
+    bsz, d, length = u.shape
+    k, n = B.shape[1], A.shape[1]
+    f32 = {"device": u.device, "dtype": torch.float32}
+    du = torch.zeros(bsz, d, length, **f32)
+    ddelta = torch.empty(bsz, k, d, length, **f32)
+    dA = torch.zeros(k * d, n, **f32)
+    dB = torch.zeros(bsz, k, n, length, **f32)
+    dC = torch.zeros(bsz, k, n, length, **f32)
+    dD = torch.zeros(k * d, **f32)
+    dbias = torch.zeros(k * d, **f32)
+    dummy = A
+    grid = (bsz * k, -(-d // block_d))
+    kern["bwd"][grid](
+        u, delta, A, B, C, D if D is not None else dummy,
+        delta_bias if delta_bias is not None else dummy, orders32, dout, states,
+        du, ddelta, dA, dB, dC, dD, dbias,
+        k, d, length, n, n_chunks,
+        *u.stride(), *delta.stride(), *B.stride(), *C.stride(), *dout.stride(),
+        HAS_D=D is not None, HAS_BIAS=delta_bias is not None, SOFTPLUS=delta_softplus,
+        BLOCK_D=block_d, BLOCK_N=_pow2(n), CHUNK=chunk, num_warps=num_warps,
+    )  # fmt: skip
+    return du, ddelta, dA, dB, dC, dD if D is not None else None, dbias if delta_bias is not None else None
 
 
 def _backward_seq(
@@ -337,8 +340,9 @@ def _backward_seq(
     states: Tensor,
     cfg: tuple,
 ) -> tuple[Tensor | None, ...]:
-    """Gradients of the 7 inputs with the step-layout backward kernel (``bwd_seq_kernel``), L cut into
-    segments as in the forward (``bwd_seg_kernel`` first gives each segment's zero-start adjoint carry)."""
+    """fp32 gradients of the 7 inputs with the step-layout backward kernel (``bwd_seq_kernel``), L cut
+    into segments as in the forward (``bwd_seg_kernel`` first gives each segment's zero-start adjoint
+    carry); views in the contract's shapes of buffers with the channels (or states) innermost."""
     delta_softplus, _, chunk, _, n_chunks, _, seg_len = cfg
     kern = _kernels()
     bsz, d, length = u.shape
@@ -378,13 +382,13 @@ def _backward_seq(
         BLOCK_D=block_d, BLOCK_N=block_n, CHUNK=chunk, SPLIT=n_seg > 1, num_warps=max(1, block_d // 32),
     )  # fmt: skip
     return (
-        du.transpose(1, 2).to(u.dtype),
-        ddelta.transpose(2, 3).to(delta.dtype),
-        dat.t().to(A.dtype),
-        dB.transpose(2, 3).to(B.dtype),
-        dC.transpose(2, 3).to(C.dtype),
-        dD.to(D.dtype) if D is not None else None,
-        dbias.to(delta_bias.dtype) if delta_bias is not None else None,
+        du.transpose(1, 2),
+        ddelta.transpose(2, 3),
+        dat.t(),
+        dB.transpose(2, 3),
+        dC.transpose(2, 3),
+        dD if D is not None else None,
+        dbias if delta_bias is not None else None,
     )
 
 
