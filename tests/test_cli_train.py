@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from mambaad.cli import main
+from tiny_run import SMALL_CLI
 
 TINY = [
     "--encoder",
@@ -23,17 +24,7 @@ TINY = [
     "4",
     "--model.expand",
     "1",
-    "--data.image_size",
-    "64",
-    "--data.crop_size",
-    "64",
-    "--data.num_workers",
-    "0",
-    "--batch-size",
-    "4",
-    "--device",
-    "cpu",
-    "--no-progress",
+    *SMALL_CLI,
 ]
 
 

@@ -17,3 +17,18 @@ TINY_RUN = [
     "train.device=cpu",
     "eval.gaussian_sigma=1.0",
 ]
+
+# the same small data and device settings as command-line options (``mambaad train`` / ``test`` argv)
+SMALL_CLI = [
+    "--data.image_size",
+    "64",
+    "--data.crop_size",
+    "64",
+    "--data.num_workers",
+    "0",
+    "--batch-size",
+    "4",
+    "--device",
+    "cpu",
+    "--no-progress",
+]

@@ -18,20 +18,9 @@ from mambaad.config import config_to_dict
 from mambaad.engine.checkpoint import save_checkpoint, weights_meta
 from mambaad.models.mambaad import MambaAD
 from mambaad.models.official import official_state_dict
+from tiny_run import SMALL_CLI
 
-SMALL = [
-    "--data.image_size",
-    "64",
-    "--data.crop_size",
-    "64",
-    "--data.num_workers",
-    "0",
-    "--batch-size",
-    "4",
-    "--device",
-    "cpu",
-    "--no-progress",
-]
+SMALL = SMALL_CLI
 REPORTS = ("metrics.md", "metrics.csv", "metrics.json", "report.html")
 
 
