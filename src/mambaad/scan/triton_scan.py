@@ -169,6 +169,15 @@ def _segments(bsz: int, k: int, d: int, length: int, chunk: int, seg_len: int | 
     return seg_len, -(-length // seg_len)
 
 
+def _segment_buffers(rows: int, n_seg: int, n: int, d: int, dummy: Tensor) -> tuple[Tensor, Tensor]:
+    """Pass 1's per-segment results, (rows, n_seg, N, D) states and (rows, n_seg, D) delta sums, fp32;
+    without a split the kernels never read them (``dummy`` stands in)."""
+    if n_seg == 1:
+        return dummy, dummy
+    f32 = {"device": dummy.device, "dtype": torch.float32}
+    return torch.empty(rows, n_seg, n, d, **f32), torch.empty(rows, n_seg, d, **f32)
+
+
 def _forward_config(
     bsz: int,
     k: int,
@@ -244,8 +253,7 @@ class _HybridScanFn(torch.autograd.Function):
         if kind == "seq":
             seg_len, n_seg = _segments(bsz, k, d, length, chunk, seg_len)
             at = A.t().contiguous()  # A as (N, K*D): channels innermost
-            seg_h = torch.empty(bsz * k, n_seg, n, d, device=u.device, dtype=torch.float32)
-            seg_dt = torch.empty(bsz * k, n_seg, d, device=u.device, dtype=torch.float32)
+            seg_h, seg_dt = _segment_buffers(bsz * k, n_seg, n, d, A)
             grid = (bsz * k, -(-d // fwd_block_d), n_seg)
             launch = {
                 "BLOCK_D": fwd_block_d,
@@ -352,8 +360,7 @@ def _backward_seq(
     seg_len, n_seg = _segments(bsz, k, d, length, chunk, seg_len)
     at = A.t().contiguous()
     grid = (bsz * k, -(-d // block_d), n_seg)
-    seg_g = torch.empty(bsz * k, n_seg, n, d, **f32)
-    seg_dt = torch.empty(bsz * k, n_seg, d, **f32)
+    seg_g, seg_dt = _segment_buffers(bsz * k, n_seg, n, d, A)
     dummy = A
     if n_seg > 1:  # pass 1: the adjoint carry each segment hands on, from a zero start
         kern["bwd_seg"][(grid[0], grid[1], n_seg - 1)](
