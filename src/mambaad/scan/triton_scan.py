@@ -515,8 +515,8 @@ def hybrid_selective_scan(
         backend: ``triton`` (fused kernel, CUDA), ``numba`` (fused kernel, CPU, forward only; see
             ``mambaad.scan.numba_scan``) or ``torch`` (gathers + ``selective_scan``; any device; pass
             ``scan_backend=`` to pick the inner selective-scan backend).
-        **kwargs: launch options for ``triton`` (``block_d``, ``chunk``, ``num_warps``); ``threads`` for
-            ``numba``.
+        **kwargs: options of :func:`hybrid_selective_scan_triton` for ``triton`` (``block_d``, ``chunk``,
+            ``num_warps``, ``fwd_kernel``, ``bwd_kernel``, ``seg_len``, ...); ``threads`` for ``numba``.
 
     Returns:
         (B, D, L) float32, summed over the K directions.
