@@ -3,7 +3,8 @@
     python -m torch.distributed.run --standalone --nproc_per_node 2 benchmarks/bench_ddp.py --per-gpu-batch 16
 
 Each step is the engine's: SyncBN in the trainable BatchNorm layers, DDP gradient all-reduce (with the
-``train.ddp_*`` options), gradient clipping and AdamW. Rank 0 prints one JSON line per result, each with a
+``train.ddp_*`` options), gradient clipping and AdamW, replayed from a CUDA graph as the trainer does on CUDA
+(``train.cuda_graph``; the ``eager`` variants and ``--breakdown`` launch every kernel from Python). Rank 0 prints one JSON line per result, each with a
 ``part`` key. Also runs as a single process (world of 1, no DDP) for the 1-GPU baseline, and on the CPU
 (gloo) for a smoke check. Random images are enough for speed: the data loader is not what is measured.
 
@@ -47,6 +48,7 @@ from mambaad.config import RunConfig, apply_overrides, load_config
 from mambaad.engine import distributed as dist
 from mambaad.engine.evaluator import autocast_context
 from mambaad.engine.optim import build_optimizer
+from mambaad.engine.step import TrainStep, prepare_nccl_for_capture, side_stream, use_cuda_graph
 from mambaad.engine.trainer import _wrap_ddp, build_model, resolve_device
 
 # name -> (dotted overrides, SyncBN on, gradient all-reduce on); diagnosis variants are not training modes
@@ -76,6 +78,8 @@ VARIANTS: dict[str, tuple[list[str], bool, bool]] = {
         True,
         True,
     ),
+    "eager": (["train.cuda_graph=false"], True, True),  # every kernel launched from Python, as before
+    "eager_static_graph": (["train.cuda_graph=false", "train.ddp_static_graph=true"], True, True),
     "no_sync_bn": ([], False, True),  # diagnosis: plain BatchNorm (per-rank statistics)
     "no_grad_allreduce": ([], True, False),  # diagnosis: ddp.no_sync(), gradients stay local
     "defaults_again": ([], True, True),  # the spread of the two defaults runs is the noise
@@ -145,9 +149,20 @@ class Setup:
     params: list[torch.nn.Parameter]
     images: torch.Tensor  # (B, 3, S, S)
     grad_sync: bool = True
+    graph_step: TrainStep | None = None  # train.cuda_graph: the engine's captured step
+
+    @property
+    def min_warmup(self) -> int:
+        """Steps before timing: a captured step needs its eager warm-up and the capturing step."""
+        return self.graph_step.warmup + 1 if self.graph_step is not None else 0
 
     def step(self, mark: Callable[[str], None] = lambda _: None) -> None:
-        """One training step as the trainer's loop does it; ``mark(phase)`` after each phase."""
+        """One training step as the trainer's loop does it; ``mark(phase)`` after each phase (a captured
+        step has one phase, ``step``)."""
+        if self.graph_step is not None:
+            self.graph_step(self.images)
+            mark("step")
+            return
         cfg = self.cfg
         no_sync = (
             self.ddp.no_sync() if self.ddp is not None and not self.grad_sync else contextlib.nullcontext()
@@ -180,14 +195,29 @@ def build_setup(
     if world > 1 and sync_bn:
         dist.convert_sync_batchnorm(model, device, cfg.train.ddp_sync_bn)
     optimizer = build_optimizer(model, cfg.train)
-    ddp = _wrap_ddp(model, device, cfg) if world > 1 else None
+    graph = grad_sync and use_cuda_graph(cfg.train.cuda_graph, model, device)  # no_sync() needs eager
+    stream = torch.cuda.Stream(device) if graph else None
+    with side_stream(stream):  # a captured DDP step needs DDP built on the warm-up stream
+        ddp = _wrap_ddp(model, device, cfg) if world > 1 else None
     params = [q for _, q in model.trainable_parameters()]
     model.train()
     gen = torch.Generator().manual_seed(dist.get_rank())
     images = torch.randn(batch, 3, size, size, generator=gen).to(device)  # (B, 3, S, S)
     if cfg.train.channels_last:
         images = images.contiguous(memory_format=torch.channels_last)
-    return Setup(cfg, device, model, ddp, optimizer, params, images, grad_sync)
+    graph_step = None
+    if graph:
+        graph_step = TrainStep(
+            ddp if ddp is not None else model.training_loss,
+            optimizer,
+            params,
+            cfg.train.grad_clip,
+            lambda: autocast_context(device, cfg.train.bf16),
+            cuda_graph=True,
+            stream=stream,
+            ddp=ddp is not None,
+        )
+    return Setup(cfg, device, model, ddp, optimizer, params, images, grad_sync, graph_step)
 
 
 def sync(device: torch.device) -> None:
@@ -197,7 +227,7 @@ def sync(device: torch.device) -> None:
 
 def timed_steps(s: Setup, steps: int, warmup: int) -> float:
     """Seconds for ``steps`` steps after ``warmup`` ones, all ranks aligned at both ends."""
-    for _ in range(warmup):
+    for _ in range(max(warmup, s.min_warmup)):
         s.step()
     sync(s.device)
     dist.barrier()
@@ -306,7 +336,11 @@ def part_throughput(
     steps, warmup = kw.pop("steps", args.steps), kw.pop("warmup", args.warmup)
     s = build_setup(cfg, device, args.per_gpu_batch, args.image_size, **kw)
     seconds = timed_steps(s, steps, warmup)
-    extra = {"ddp": dist.describe_ddp(cfg.train) or "defaults", "sync_bn": kw.get("sync_bn", True)}
+    extra = {
+        "ddp": dist.describe_ddp(cfg.train) or "defaults",
+        "sync_bn": kw.get("sync_bn", True),
+        "cuda_graph": s.graph_step is not None,
+    }
     if variant:
         extra = {"name": variant, **extra}
     if not kw.get("grad_sync", True):
@@ -368,10 +402,11 @@ def _rows(events: list[Any], keys: tuple[str, ...], steps: int) -> list[dict[str
 
 
 def part_breakdown(cfg: RunConfig, device: torch.device, args: argparse.Namespace) -> None:
-    """Phases of a step (median of ``--breakdown-steps``), then a torch.profiler pass over 3 steps."""
+    """Phases of an eager step (median of ``--breakdown-steps``), then a torch.profiler pass over 3 steps."""
     from torch.autograd import DeviceType
     from torch.profiler import ProfilerActivity, profile
 
+    cfg = apply_overrides(cfg, ["train.cuda_graph=false"])  # phases need the eager step
     s = build_setup(cfg, device, args.per_gpu_batch, args.image_size, sync_bn=not args.no_sync_bn)
     for _ in range(args.warmup):
         s.step()
@@ -468,7 +503,7 @@ def part_sync_debug(cfg: RunConfig, device: torch.device, args: argparse.Namespa
         emit("sync_debug", skipped="needs CUDA (set_sync_debug_mode is a CUDA feature)")
         return
     s = build_setup(cfg, device, args.per_gpu_batch, args.image_size, sync_bn=not args.no_sync_bn)
-    for _ in range(3):  # first steps differ (DDP's bucket rebuild, lazy init)
+    for _ in range(max(3, s.min_warmup)):  # first steps differ (DDP's bucket rebuild, lazy init)
         s.step()
     sync(device)
     steps = 3
@@ -558,6 +593,8 @@ def main() -> int:
         )
         return 0
     cfg = load_config(args.config, ["model.encoder_weights=none", *args.overrides])
+    if cfg.train.cuda_graph is not False:  # capturing DDP's all-reduce (the default on CUDA)
+        prepare_nccl_for_capture()
     device = init(cfg, args.pg_timeout_s)
     t_start = time.perf_counter()
     run_part("env", lambda: part_env(device), device)

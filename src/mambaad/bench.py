@@ -10,6 +10,7 @@ Timings synchronise the device around the timed loop only (never inside it), aft
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import time
 from collections.abc import Callable
@@ -18,6 +19,8 @@ from dataclasses import asdict, dataclass
 import torch
 from torch import Tensor, nn
 
+from mambaad.engine.optim import fused_adam_ok
+from mambaad.engine.step import TrainStep
 from mambaad.models.registry import create_model
 
 
@@ -32,6 +35,7 @@ class BenchResult:
     ms_per_step: float
     peak_mem_gb: float | None  # CUDA only
     device: str
+    cuda_graph: bool = False
 
 
 def _sync(device: torch.device) -> None:
@@ -39,27 +43,29 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def make_step(model: nn.Module, x: Tensor, *, train: bool, bf16: bool = False) -> Callable[[], None]:
+def make_step(
+    model: nn.Module, x: Tensor, *, train: bool, bf16: bool = False, cuda_graph: bool = False
+) -> Callable[[], None]:
     """One training step (forward + loss + backward + clip 5 + AdamW, as the recipe) or one inference
-    (``predict``: forward, anomaly maps, scores) on the batch ``x``; sets the model's train/eval mode."""
-    params = [p for _, p in model.trainable_parameters()]
-    optimizer = torch.optim.AdamW(params, lr=1e-4) if train else None
+    (``predict``: forward, anomaly maps, scores) on the batch ``x``; sets the model's train/eval mode.
+    ``cuda_graph`` (training): the engine's :class:`~mambaad.engine.step.TrainStep` captures the step
+    after its warm-up steps and replays it."""
     model.train(train)
-    autocast = torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=bf16)
 
-    def step() -> None:
-        if optimizer is not None:
-            with autocast:
-                loss = model.training_loss(x)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(params, 5.0)
-            optimizer.step()
-            optimizer.zero_grad(set_to_none=True)
-        else:
-            with torch.no_grad(), autocast:
-                model.predict(x)
+    def autocast() -> contextlib.AbstractContextManager:
+        return torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=bf16)
 
-    return step
+    if train:
+        params = [p for _, p in model.trainable_parameters()]
+        optimizer = torch.optim.AdamW(params, lr=1e-4, fused=fused_adam_ok(params))
+        train_step = TrainStep(model.training_loss, optimizer, params, 5.0, autocast, cuda_graph=cuda_graph)
+        return lambda: train_step(x)
+
+    def infer() -> None:
+        with torch.no_grad(), autocast():
+            model.predict(x)
+
+    return infer
 
 
 def measure(
@@ -77,28 +83,30 @@ def measure(
 ) -> BenchResult:
     """Time ``steps`` training steps or inference batches on random normalised images.
 
-    ``cuda_graph`` (CUDA inference only) captures one inference in a CUDA graph and replays it, as a
-    deployment with a fixed input shape would: it removes the per-kernel launch cost of small batches.
+    ``cuda_graph`` (CUDA only) captures one inference in a CUDA graph and replays it, as a deployment
+    with a fixed input shape would (it removes the per-kernel launch cost of small batches), or the whole
+    training step as ``train.cuda_graph`` does.
     """
     device = next(model.parameters()).device
     x = torch.randn(batch_size, 3, image_size, image_size, device=device)
     if channels_last:
         x = x.contiguous(memory_format=torch.channels_last)
         model = model.to(memory_format=torch.channels_last)
-    step = make_step(model, x, train=train, bf16=bf16)
+    graph = cuda_graph and device.type == "cuda"
+    step = make_step(model, x, train=train, bf16=bf16, cuda_graph=graph)
 
-    for _ in range(warmup):
+    if device.type == "cuda":  # the peak includes the warm-up and any capture (a replay allocates nothing)
+        torch.cuda.reset_peak_memory_stats(device)
+    for _ in range(warmup + (1 if graph and train else 0)):  # training: + the step that captures
         step()
     _sync(device)
-    if cuda_graph and not train and device.type == "cuda":
-        graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(graph):
+    if graph and not train:
+        captured = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(captured):
             step()
-        step = graph.replay  # the timed loop replays the captured inference
+        step = captured.replay  # the timed loop replays the captured inference
         step()
         _sync(device)
-    if device.type == "cuda":
-        torch.cuda.reset_peak_memory_stats(device)
     start = time.perf_counter()
     for _ in range(steps):
         step()
@@ -115,6 +123,7 @@ def measure(
         1000 * elapsed / steps,
         peak,
         torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
+        graph,
     )
 
 
@@ -130,7 +139,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--infer", action="store_true", help="time inference (default: both)")
     p.add_argument("--bf16", action="store_true", help="bf16 autocast")
     p.add_argument("--channels-last", action="store_true")
-    p.add_argument("--cuda-graph", action="store_true", help="inference replayed from a CUDA graph")
+    p.add_argument("--cuda-graph", action="store_true", help="replay the step from a CUDA graph")
     p.add_argument("--triton-bwd", choices=["chunk", "seq"], help="backward kernel of the Triton scan")
     p.add_argument(
         "--triton-split", type=int, help="programs the Triton step kernels aim at by cutting L (0: no split)"
@@ -172,7 +181,7 @@ def run(args: argparse.Namespace) -> int:
                     mem = f"{r.peak_mem_gb:.2f} GB" if r.peak_mem_gb is not None else "-"
                     print(
                         f"{r.mode:5s} backend={backend:10s} bs={bs:3d} bf16={int(r.bf16)} "
-                        f"graph={int(args.cuda_graph and r.mode == 'infer')} "
+                        f"graph={int(r.cuda_graph)} "
                         f"{r.img_per_s:9.2f} img/s {r.ms_per_step:9.1f} ms/step peak {mem} ({r.device})",
                         flush=True,
                     )

@@ -176,6 +176,11 @@ class TrainConfig:
     eval_every: int = 0  # epochs between evaluations; 0 = only at the end
     bf16: bool = False
     channels_last: bool = False
+    # Capture the whole training step (forward, backward with DDP's all-reduce, clip, fused AdamW) in a
+    # CUDA graph after a few eager steps and replay it (mambaad.engine.step): null (default) = on where it
+    # works (mambaad on CUDA), true = required (an error elsewhere), false = off. On 2 H200s it took DDP
+    # from 1.44x to 1.95x the 1-GPU speed (docs/benchmarks.md, "Multi-GPU").
+    cuda_graph: bool | None = None
     tensorboard: bool = False
     device: str = "auto"  # "auto" | "cpu" | "cuda" | "cuda:N" | "mps"
     # DistributedDataParallel settings (only used under torchrun / --gpus N; the defaults are PyTorch's).

@@ -56,6 +56,7 @@ from mambaad.engine.optim import (
     unflatten_optimizer_state,
 )
 from mambaad.engine.seed import capture_rng_state, epoch_generator, restore_rng_state, seed_everything
+from mambaad.engine.step import TrainStep, prepare_nccl_for_capture, side_stream, use_cuda_graph
 from mambaad.errors import CheckpointError, ConfigError, MambaADError
 
 LOSS_EVERY = 10  # steps between loss reads (a host sync on GPU) for the progress bar
@@ -274,6 +275,8 @@ def train(
     from mambaad.data.dataset import AnomalyDataset
 
     run_dir = Path(cfg.out)
+    if cfg.train.cuda_graph is not False and cfg.model.model == "mambaad":
+        prepare_nccl_for_capture()
     device = dist.init_from_env(resolve_device(cfg.train.device))  # cuda:LOCAL_RANK under torchrun
     world = dist.get_world_size()
     local_batch = dist.per_rank_batch(cfg.train.batch_size)  # train.batch_size is the global batch
@@ -303,10 +306,23 @@ def train(
         model = model.to(memory_format=torch.channels_last)
     n_sync_bn = dist.convert_sync_batchnorm(model, device, cfg.train.ddp_sync_bn) if world > 1 else 0
     optimizer = build_optimizer(model, cfg.train)
-    ddp_model = _wrap_ddp(model, device, cfg) if world > 1 else None
+    graph = use_cuda_graph(cfg.train.cuda_graph, model, device)
+    stream = torch.cuda.Stream(device) if graph else None
+    with side_stream(stream):  # DDP is built on the warm-up stream when the step is captured
+        ddp_model = _wrap_ddp(model, device, cfg) if world > 1 else None
     if world > 1:  # same initial weights everywhere, but per-rank randomness (drop-path), seed + rank
         seed_everything(cfg.train.seed + dist.get_rank())
     params = [p for _, p in model.trainable_parameters()]
+    train_step = TrainStep(
+        ddp_model if ddp_model is not None else model.training_loss,
+        optimizer,
+        params,
+        cfg.train.grad_clip,
+        lambda: autocast_context(device, cfg.train.bf16),
+        cuda_graph=graph,
+        stream=stream,
+        ddp=ddp_model is not None,
+    )
     steps_per_epoch = len(train_samples) // cfg.train.batch_size  # drop_last
     total = steps_per_epoch * cfg.train.epochs
 
@@ -342,6 +358,10 @@ def train(
             f"{g['name']} lr {g['base_lr']:.3g} wd {g['weight_decay']:.3g}" for g in optimizer.param_groups
         )
         log(f"optimizer {cfg.train.optimizer}: {groups}; grad clip {cfg.train.grad_clip or 'off'}")
+    if graph:
+        log(
+            f"training step: captured in a CUDA graph after {train_step.warmup} eager steps (train.cuda_graph)"
+        )
     if world > 1:
         log(
             f"DDP: {world} processes ({'nccl' if device.type == 'cuda' else 'gloo'}), global batch "
@@ -397,15 +417,9 @@ def train(
                 images = images.contiguous(memory_format=torch.channels_last)
             report_progress(model, iteration, total)
             set_lr_factor(optimizer, lr_factor(iteration, total, cfg.train))
-            with autocast_context(device, cfg.train.bf16):
-                loss = ddp_model(images) if ddp_model is not None else model.training_loss(images)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            if cfg.train.grad_clip > 0:
-                torch.nn.utils.clip_grad_norm_(params, cfg.train.grad_clip)
-            optimizer.step()
+            loss = train_step(images)  # forward, backward, clip, optimizer (eager or a graph replay)
             iteration += 1
-            loss_sum += loss.detach().float()
+            loss_sum += loss.float()
             if (step + 1) % LOSS_EVERY == 0 or step == 0:
                 rate = (step + 1) * images.shape[0] / (time.perf_counter() - t0)
                 bar.set_postfix(loss=f"{loss.item():.4f}", img_s=f"{rate:.1f}")

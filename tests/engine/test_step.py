@@ -1,0 +1,84 @@
+"""The engine's training step (``mambaad.engine.step``): the eager step is the recipe's, and a CUDA-graph
+step is refused with a clear error where it cannot run. The captured step itself needs a GPU:
+``benchmarks/check_train_graph.py`` compares it with the eager one there."""
+
+from __future__ import annotations
+
+import contextlib
+from pathlib import Path
+
+import pytest
+import torch
+from engine_helpers import tiny_overrides
+
+from mambaad.config import load_config
+from mambaad.engine.step import TrainStep, make_capturable, use_cuda_graph
+from mambaad.engine.trainer import build_model, train
+from mambaad.errors import ConfigError
+from tiny_run import TINY_RUN
+
+
+def _tiny_model() -> torch.nn.Module:
+    torch.manual_seed(0)
+    return build_model(load_config(None, [*TINY_RUN, "model.drop_path_rate=0"]))
+
+
+def test_eager_step_is_forward_backward_clip_update() -> None:
+    """TrainStep(eager) = zero grads, loss, backward, clip, optimizer step; returns the detached loss."""
+    images = torch.randn(2, 3, 64, 64, generator=torch.Generator().manual_seed(1))
+    a, b = _tiny_model(), _tiny_model()
+    params_a = [p for _, p in a.trainable_parameters()]
+    params_b = [p for _, p in b.trainable_parameters()]
+    opt_a = torch.optim.AdamW(params_a, lr=1e-3)
+    opt_b = torch.optim.AdamW(params_b, lr=1e-3)
+    step = TrainStep(a.training_loss, opt_a, params_a, 0.5, contextlib.nullcontext)
+    for _ in range(2):
+        loss_a = step(images)
+        opt_b.zero_grad(set_to_none=True)
+        loss_b = b.training_loss(images)
+        loss_b.backward()
+        torch.nn.utils.clip_grad_norm_(params_b, 0.5)
+        opt_b.step()
+        assert not loss_a.requires_grad
+        assert torch.equal(loss_a, loss_b.detach())
+    assert all(torch.equal(p, q) for p, q in zip(params_a, params_b))
+    assert step.captures == 0
+
+
+def test_cuda_graph_setting() -> None:
+    """null: on where it works; true: required (a clear error elsewhere); false: off."""
+    model, cpu, cuda = _tiny_model(), torch.device("cpu"), torch.device("cuda")
+    assert use_cuda_graph(None, model, cpu) is False
+    assert use_cuda_graph(False, model, cuda) is False
+    assert use_cuda_graph(None, model, cuda) is True
+    assert use_cuda_graph(None, torch.nn.Linear(2, 2), cuda) is False
+    with pytest.raises(ConfigError, match=r"train\.cuda_graph needs a CUDA device"):
+        use_cuda_graph(True, model, cpu)
+    with pytest.raises(ConfigError, match="supports the mambaad model only"):
+        use_cuda_graph(True, torch.nn.Linear(2, 2), cuda)
+
+
+def test_trainer_refuses_cuda_graph_on_cpu(synth_root: Path, tmp_path: Path) -> None:
+    """A clear ConfigError before the first step; no run folder is written."""
+    out = tmp_path / "run"
+    cfg = load_config(None, [*tiny_overrides(synth_root, out, epochs=1), "train.cuda_graph=true"])
+    with pytest.raises(ConfigError, match=r"train\.cuda_graph needs a CUDA device"):
+        train(cfg, progress=False, echo=None)
+    assert not (out / "checkpoints").exists()
+
+
+def test_make_capturable_after_a_resume() -> None:
+    """A loaded optimizer state (saved by a non-captured run) is made capturable before the first step:
+    every group flag set, every step counter a float32 tensor on its parameter's device."""
+    model = _tiny_model()
+    params = [p for _, p in model.trainable_parameters()]
+    saved = torch.optim.AdamW(params, lr=1e-3)
+    model.training_loss(torch.randn(2, 3, 64, 64)).backward()
+    saved.step()
+    resumed = torch.optim.AdamW(params, lr=1e-3)
+    resumed.load_state_dict(saved.state_dict())
+    assert not any(g["capturable"] for g in resumed.param_groups)
+    make_capturable(resumed)
+    assert all(g["capturable"] for g in resumed.param_groups)
+    steps = [s["step"] for s in resumed.state.values()]
+    assert steps and all(t.dtype == torch.float32 and float(t) == 1.0 for t in steps)
