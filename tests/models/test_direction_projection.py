@@ -1,28 +1,21 @@
-"""SS2D's per-direction projections: the split weight gradient equals the einsum's, in fp32 and bf16."""
+"""SS2D's per-direction projections (``mambaad.scan.projections``): x_proj's split weight gradient and the
+low-rank dt_proj gradients equal the einsum's, in fp64, fp32 and under bf16 autocast."""
 
 from __future__ import annotations
 
-import pytest
 import torch
 
-from mambaad.models import decoder
-from mambaad.models.decoder import _DirectionProjection
-
-# (x shape, w shape, einsum): x_proj (input shared by the K directions) and dt_proj (per direction)
-CASES = [
-    ((2, 96, 12), (4, 7, 12), "bld,kcd->bklc"),
-    ((2, 4, 96, 3), (4, 12, 3), "bklr,kdr->bkld"),
-]
+from mambaad.scan import projections
+from mambaad.scan.projections import DirectionProjection, low_rank_delta, low_rank_delta_grads
 
 
-@pytest.mark.parametrize(("xs", "ws", "eq"), CASES)
-def test_values_and_gradients_equal_the_einsum(monkeypatch, xs, ws, eq) -> None:
-    monkeypatch.setattr(decoder, "WEIGHT_GRAD_ROWS", 16)  # several pieces, one of them not a power of 2
+def test_x_proj_values_and_gradients_equal_the_einsum(monkeypatch) -> None:
+    monkeypatch.setattr(projections, "WEIGHT_GRAD_ROWS", 16)  # several pieces, one of them not a power of 2
     torch.manual_seed(0)
-    x = torch.randn(*xs, dtype=torch.float64, requires_grad=True)
-    w = torch.randn(*ws, dtype=torch.float64, requires_grad=True)
+    x = torch.randn(2, 96, 12, dtype=torch.float64, requires_grad=True)
+    w = torch.randn(4, 7, 12, dtype=torch.float64, requires_grad=True)
     x2, w2 = x.detach().clone().requires_grad_(), w.detach().clone().requires_grad_()
-    y, y2 = _DirectionProjection.apply(x, w), torch.einsum(eq, x2, w2)
+    y, y2 = DirectionProjection.apply(x, w), torch.einsum("bld,kcd->bklc", x2, w2)
     g = torch.randn_like(y2)
     y.backward(g)
     y2.backward(g)
@@ -31,26 +24,56 @@ def test_values_and_gradients_equal_the_einsum(monkeypatch, xs, ws, eq) -> None:
     torch.testing.assert_close(w.grad, w2.grad)
 
 
-def test_strided_input_and_gradcheck() -> None:
+def test_x_proj_strided_input_gradcheck() -> None:
     torch.manual_seed(1)
-    x_dbl = torch.randn(2, 4, 10, 3 + 8, dtype=torch.float64)
-    dts = x_dbl[..., :3].requires_grad_()  # a split view, as SS2D passes it
-    w = torch.randn(4, 5, 3, dtype=torch.float64, requires_grad=True)
-    assert torch.autograd.gradcheck(_DirectionProjection.apply, (dts, w))
+    x = torch.randn(2, 12, 10, dtype=torch.float64).transpose(1, 2).requires_grad_()  # (B, L, D) view
+    w = torch.randn(4, 5, 12, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(DirectionProjection.apply, (x, w))
 
 
-@pytest.mark.parametrize(("xs", "ws", "eq"), CASES)
-def test_bf16_autocast_backward_runs(xs, ws, eq) -> None:
+def test_x_proj_bf16_autocast_backward_runs() -> None:
     """Under autocast the forward runs in bf16 while x and w stay fp32: the backward must mix them."""
     torch.manual_seed(2)
-    x = torch.randn(*xs, requires_grad=True)
-    w = torch.randn(*ws, requires_grad=True)
+    x = torch.randn(2, 96, 12, requires_grad=True)
+    w = torch.randn(4, 7, 12, requires_grad=True)
     with torch.autocast("cpu", dtype=torch.bfloat16):
-        y = _DirectionProjection.apply(x, w)
-        ref = torch.einsum(eq, x, w)
+        y = DirectionProjection.apply(x, w)
+        ref = torch.einsum("bld,kcd->bklc", x, w)
     y.float().sum().backward()
     assert x.grad.dtype == x.dtype and w.grad.dtype == w.dtype
     x2, w2 = x.detach().requires_grad_(), w.detach().requires_grad_()
-    torch.einsum(eq, x2, w2).sum().backward()
+    torch.einsum("bld,kcd->bklc", x2, w2).sum().backward()
     assert torch.allclose(y.float(), ref.float())
     assert torch.allclose(w.grad, w2.grad, rtol=3e-2, atol=3e-2 * w2.grad.abs().max().item())
+
+
+def test_low_rank_delta_and_its_gradients_equal_the_einsum(monkeypatch) -> None:
+    """delta = dt_proj(dts) as the scan computes it (a (B, K, D, L) view) and its hand-written gradients."""
+    monkeypatch.setattr(projections, "WEIGHT_GRAD_ROWS", 16)
+    torch.manual_seed(3)
+    x_dbl = torch.randn(2, 4, 96, 3 + 8, dtype=torch.float64)
+    dts = x_dbl[..., :3].transpose(2, 3).requires_grad_()  # (B, K, R, L) view of a split, as SS2D passes
+    w = torch.randn(4, 12, 3, dtype=torch.float64, requires_grad=True)
+    ref = torch.einsum("bkrl,kdr->bkdl", dts, w)
+    delta = low_rank_delta(dts.detach(), w.detach())
+    torch.testing.assert_close(delta, ref)
+    assert delta.stride(2) == 1  # channels innermost in memory, as the kernels read them
+    g = torch.randn_like(ref)
+    ref.backward(g)
+    d_dts, d_w = low_rank_delta_grads(g, dts.detach(), w.detach())
+    torch.testing.assert_close(d_dts, dts.grad)
+    torch.testing.assert_close(d_w, w.grad)
+    assert low_rank_delta_grads(g, dts.detach(), w.detach(), (False, True))[0] is None
+
+
+def test_low_rank_delta_bf16_is_recomputed_identically() -> None:
+    """Under autocast dts is bf16 and the weight fp32: delta is computed in bf16 either way, so the
+    backward's recomputation (outside autocast) gives the forward's values bit for bit."""
+    torch.manual_seed(4)
+    dts = torch.randn(2, 4, 3, 40).bfloat16()
+    w = torch.randn(4, 12, 3)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        inside = low_rank_delta(dts, w)
+    outside = low_rank_delta(dts, w)
+    assert inside.dtype == outside.dtype == torch.bfloat16
+    assert torch.equal(inside, outside)

@@ -26,7 +26,8 @@ from mambaad.scan.triton_scan import hybrid_selective_scan, hybrid_selective_sca
 pytest.importorskip("triton")
 
 # (name, batch, K, D, N, H, W, chunk, block_d, curve, with_skip, softplus, channels_last, fwd, bwd kernel,
-#  seg_len of the step kernels: None = automatic (no split at these sizes), else L cut into segments)
+#  seg_len of the step kernels: None = automatic (no split at these sizes), else L cut into segments,
+#  rank: None = delta given in full, else the low-rank (B, K, rank, L) input plus dt_weight (K, D, rank))
 CASES = [
     ("L1", 1, 2, 4, 4, 1, 1, 16, None, "hilbert", True, True, False, "auto", "chunk", None),
     ("odd_L15_chunks", 2, 8, 3, 2, 3, 5, 4, 2, "hilbert", True, True, False, "seq", "chunk", None),
@@ -41,6 +42,13 @@ CASES = [
     ("L33_split", 1, 4, 2, 3, 3, 11, 4, None, "scan", True, True, True, "seq", "seq", 8),
     ("L33_split_bwdchunk", 1, 4, 2, 3, 3, 11, 4, None, "sweep", False, True, False, "seq", "chunk", 12),
 ]
+CASES = [(*c, None) for c in CASES] + [
+    ("L15_N16_bwdseq", 1, 2, 3, 16, 3, 5, 4, None, "hilbert", True, True, False, "seq", "seq", None, None),
+    ("L15_N1_bwdseq", 1, 2, 3, 1, 3, 5, 4, None, "zigzag", True, True, False, "seq", "seq", None, None),
+    ("L15_lowrank", 2, 8, 3, 2, 3, 5, 4, 2, "hilbert", True, True, True, "seq", "seq", None, 2),
+    ("L33_lowrank_split", 1, 4, 5, 3, 3, 11, 4, None, "scan", True, True, True, "seq", "seq", 8, 3),
+    ("L33_lowrank_chunk", 1, 4, 5, 3, 3, 11, 16, None, "scan", False, True, False, "chunk", "chunk", None, 1),
+]
 
 _SCRIPT = textwrap.dedent(
     """
@@ -51,7 +59,9 @@ _SCRIPT = textwrap.dedent(
 
     torch.manual_seed(0)
     results = {}
-    for name, b, k, d, n, h, w, chunk, block_d, curve, skip, softplus, cl, fwd, bwd, seg in json.loads(sys.argv[1]):
+    for name, b, k, d, n, h, w, chunk, block_d, curve, skip, softplus, cl, fwd, bwd, seg, rank in json.loads(
+        sys.argv[1]
+    ):
         length = h * w
         orders = scan_orders(curve, h, w, k)
         f64 = torch.float64
@@ -69,15 +79,24 @@ _SCRIPT = textwrap.dedent(
         ]
         if not softplus:
             xs[1] = xs[1].abs() + 0.05  # delta used as is must stay positive
+        if rank:  # low-rank dt (a (B, K, R, L) view of channels-last memory) and the dt_proj weight
+            xs[1] = torch.randn(b, k, length, rank, dtype=f64).transpose(2, 3) * 0.7
+            xs.append(torch.randn(k, d, rank, dtype=f64) * 0.6)
         x32 = [None if t is None else t.float().requires_grad_() for t in xs]
         x64 = [None if t is None else t.clone().requires_grad_() for t in xs]
         if cl:
             x32[0] = x32[0].detach().transpose(1, 2).contiguous().transpose(1, 2).requires_grad_()
+        if rank:
+            x32[1] = x32[1].detach().transpose(2, 3).contiguous().transpose(2, 3).requires_grad_()
+        opts = {"dt_weight": x32[7]} if rank else {}
         y = hybrid_selective_scan(
-            *x32, orders, softplus, backend="triton", chunk=chunk, block_d=block_d, fwd_kernel=fwd,
-            bwd_kernel=bwd, seg_len=seg,
+            *x32[:7], orders, softplus, backend="triton", chunk=chunk, block_d=block_d, fwd_kernel=fwd,
+            bwd_kernel=bwd, seg_len=seg, **opts,
         )
-        ref = hybrid_selective_scan(*x64, orders, softplus, backend="torch")
+        x_ref = list(x64[:7])
+        if rank:
+            x_ref[1] = torch.einsum("bkrl,kdr->bkdl", x64[1], x64[7])
+        ref = hybrid_selective_scan(*x_ref, orders, softplus, backend="torch")
         grad = torch.randn_like(ref)
         y.backward(grad.float())
         ref.backward(grad)
@@ -88,11 +107,12 @@ _SCRIPT = textwrap.dedent(
 
         with torch.no_grad():  # inference launches skip saving the chunk states
             y_nograd = hybrid_selective_scan(
-                *x32, orders, softplus, backend="triton", chunk=chunk, block_d=block_d, fwd_kernel=fwd,
-                seg_len=seg,
+                *x32[:7], orders, softplus, backend="triton", chunk=chunk, block_d=block_d, fwd_kernel=fwd,
+                seg_len=seg, **opts,
             )
         errs = {"y": rel(y, ref), "y_nograd": rel(y_nograd, ref)}
-        for tname, a, r in zip(["u", "delta", "A", "B", "C", "D", "delta_bias"], x32, x64):
+        names = ["u", "delta", "A", "B", "C", "D", "delta_bias", "dt_weight"]
+        for tname, a, r in zip(names, x32, x64):
             if a is not None:
                 errs[tname] = rel(a.grad, r.grad)
         results[name] = errs
@@ -122,6 +142,8 @@ def interpreted_errors() -> dict[str, dict[str, float]]:
 def test_forward_and_gradients_match_reference(interpreted_errors: dict, case: str) -> None:
     errs = interpreted_errors[case]
     expected = {"y", "y_nograd", "u", "delta", "A", "B", "C"}
+    if "lowrank" in case:
+        expected.add("dt_weight")
     assert expected <= set(errs)
     for name, err in errs.items():
         assert err < 1e-5, f"{case}: {name} relative max error {err:.2e}"

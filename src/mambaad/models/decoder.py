@@ -16,7 +16,6 @@ Inside the decoder tensors are channels-last, (B, H, W, C), as in VMamba.
 from __future__ import annotations
 
 import math
-from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -24,6 +23,7 @@ from timm.layers import DropPath
 from torch import Tensor, nn
 
 from mambaad.scan.orders import inverse_orders, scan_orders
+from mambaad.scan.projections import DirectionProjection
 from mambaad.scan.selective_scan import default_backend, selective_scan
 
 
@@ -72,60 +72,6 @@ class HybridScan(nn.Module):
         _, _, index = self._indices(h, w, ys.device)
         ys = ys.transpose(1, 2).reshape(b, d, k * length).index_select(2, index)
         return ys.view(b, d, k, length).sum(2)
-
-
-WEIGHT_GRAD_ROWS = 1024  # positions per partial product of a projection's weight gradient
-
-
-def _weight_grad(g: Tensor, x: Tensor) -> Tensor:
-    """sum over positions of g^T x: (rows, P) x (rows, Q) -> (P, Q), the rows cut into pieces.
-
-    A weight gradient sums over B x L positions (65,536 at batch 16 and 64 x 64) into a small matrix;
-    one GEMM gives few output tiles to loop over that long sum (cuBLAS took 0.9 ms per call for it on an
-    H200); partial products over pieces of ``WEIGHT_GRAD_ROWS`` rows run in parallel and are summed.
-    g: (rows, P), x: (rows, Q) or batched (..., rows, P) / (..., rows, Q) -> (..., P, Q).
-    """
-    rows = g.shape[-2]
-    pieces = max(1, rows // WEIGHT_GRAD_ROWS)
-    while rows % pieces:
-        pieces -= 1
-    g = g.reshape(*g.shape[:-2], pieces, rows // pieces, g.shape[-1])
-    x = x.reshape(*x.shape[:-2], pieces, rows // pieces, x.shape[-1])
-    return (g.transpose(-1, -2) @ x).sum(-3)
-
-
-class _DirectionProjection(torch.autograd.Function):
-    """Per-direction linear map at every position, channels-last: SS2D's x_proj and dt_proj.
-
-    x_proj: x (B, L, Din) shared by the K directions, w (K, Dout, Din) -> (B, K, L, Dout);
-    dt_proj: x (B, K, L, Din) per direction, w (K, Dout, Din) -> (B, K, L, Dout).
-    Same values as the einsum; only the weight gradient is computed differently (:func:`_weight_grad`).
-    """
-
-    @staticmethod
-    def forward(ctx: Any, x: Tensor, w: Tensor) -> Tensor:  # type: ignore[override]
-        ctx.save_for_backward(x, w)
-        if x.dim() == 3:
-            return torch.einsum("bld,kcd->bklc", x, w)
-        return torch.einsum("bklr,kdr->bkld", x, w)
-
-    @staticmethod
-    def backward(ctx: Any, g: Tensor) -> tuple[Tensor | None, Tensor | None]:  # type: ignore[override]
-        x, w = ctx.saved_tensors
-        # backward runs outside autocast: under bf16 autocast g is bf16 while x / w were saved in fp32
-        dtype = torch.promote_types(g.dtype, torch.promote_types(x.dtype, w.dtype))
-        g, x, w = g.to(dtype), x.to(dtype), w.to(dtype)
-        dx = dw = None
-        k, dout, din = w.shape
-        if ctx.needs_input_grad[0]:
-            dx = torch.einsum("bklc,kcd->bld", g, w) if x.dim() == 3 else torch.einsum("bkld,kdr->bklr", g, w)
-        if ctx.needs_input_grad[1]:
-            if x.dim() == 3:  # shared input: one (B*L, K*Dout) x (B*L, Din) product
-                gl = g.permute(0, 2, 1, 3).reshape(-1, k * dout)  # (B*L, K*Dout)
-                dw = _weight_grad(gl, x.reshape(-1, din)).view(k, dout, din)
-            else:  # per direction: (B, K) batches of (L, Dout) x (L, Din)
-                dw = _weight_grad(g, x).sum(0)
-        return dx, dw
 
 
 class SS2D(nn.Module):
@@ -189,19 +135,10 @@ class SS2D(nn.Module):
         y = self.out_norm(y.transpose(1, 2).reshape(b, h, w, -1).to(z.dtype))
         return self.out_proj(y * F.silu(z))
 
-    def _projections(self, xs: Tensor, channels_last: bool = False) -> tuple[Tensor, Tensor, Tensor]:
-        """Per direction: x -> x_dbl = (dt, B, C); dt -> delta. Position-wise, so any order works.
-
-        xs: (B, K, D, L) sequences, or with ``channels_last`` the raster map (B, L, D). Returns delta
-        (B, K, D, L) and B, C (B, K, N, L); with ``channels_last`` as views whose innermost stride runs
-        over D or N, so that a kernel reading one pixel reads contiguous memory.
-        """
+    def _projections(self, xs: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """Per direction: x -> x_dbl = (dt, B, C); dt -> delta. xs (B, K, D, L) -> delta (B, K, D, L),
+        B and C (B, K, N, L)."""
         n, r = self.d_state, self.dt_rank
-        if channels_last:
-            x_dbl = _DirectionProjection.apply(xs, self.x_proj_weight)  # (B, K, L, R+2N)
-            dts, Bs, Cs = x_dbl.split([r, n, n], dim=3)
-            dts = _DirectionProjection.apply(dts, self.dt_projs_weight)  # (B, K, L, D)
-            return dts.transpose(2, 3), Bs.transpose(2, 3), Cs.transpose(2, 3)
         x_dbl = torch.einsum("bkdl,kcd->bkcl", xs, self.x_proj_weight)  # (B, K, R+2N, L)
         dts, Bs, Cs = x_dbl.split([r, n, n], dim=2)
         dts = torch.einsum("bkrl,kdr->bkdl", dts, self.dt_projs_weight)  # (B, K, D, L)
@@ -226,19 +163,15 @@ class SS2D(nn.Module):
         return self.scans.decode(ys.view(b, self.scans.directions, -1, h * w), h, w)
 
     def _scan_fused(self, x: Tensor, backend: str) -> Tensor:
-        """Triton / numba: projections in raster order; the kernel reads and writes through the scan orders."""
+        """Triton / numba: x_proj on the raster map, channels-last; the kernel reads and writes through the
+        scan orders and applies dt_proj itself (delta is never stored: K x D values per position)."""
         from mambaad.scan.triton_scan import hybrid_selective_scan
 
         b, d, h, w = x.shape
         x_cl = x.permute(0, 2, 3, 1).reshape(b, h * w, d)  # (B, L, D): one pixel's channels contiguous
-        extra = {}
-        if backend == "numba":  # the kernel applies dt_proj itself (a bmm with inner size R is slow on CPU)
-            x_dbl = torch.einsum("bld,kcd->bklc", x_cl, self.x_proj_weight)  # (B, K, L, R+2N)
-            parts = x_dbl.split([self.dt_rank, self.d_state, self.d_state], dim=3)
-            dts, Bs, Cs = (t.transpose(2, 3) for t in parts)  # (B, K, R, L), (B, K, N, L) x 2
-            extra["dt_weight"] = self.dt_projs_weight  # dts: (B, K, R, L) low-rank
-        else:
-            dts, Bs, Cs = self._projections(x_cl, channels_last=True)
+        x_dbl = DirectionProjection.apply(x_cl, self.x_proj_weight)  # (B, K, L, R+2N)
+        parts = x_dbl.split([self.dt_rank, self.d_state, self.d_state], dim=3)
+        dts, Bs, Cs = (t.transpose(2, 3) for t in parts)  # (B, K, R, L), (B, K, N, L) x 2: views
         return hybrid_selective_scan(
             x_cl.transpose(1, 2),  # (B, D, L) view
             dts,
@@ -249,7 +182,7 @@ class SS2D(nn.Module):
             self.dt_projs_bias.flatten().float(),
             self.scans.orders(h, w, x.device),
             backend=backend,
-            **extra,
+            dt_weight=self.dt_projs_weight,
         )
 
 

@@ -120,16 +120,7 @@ def hybrid_selective_scan_numba(
 
     bsz, d, length = u.shape
     k, n = orders.shape[0], A.shape[1]
-    full_delta = delta
-    if dt_weight is not None:
-        rank = dt_weight.shape[-1]
-        if tuple(dt_weight.shape) != (k, d, rank) or tuple(delta.shape) != (bsz, k, rank, length):
-            raise ValueError(
-                f"hybrid scan: dt_weight {tuple(dt_weight.shape)} and low-rank delta {tuple(delta.shape)} "
-                f"must be (K, D, R) and (B, K, R, L) with K={k}, D={d}, L={length}"
-            )
-        full_delta = u.new_empty(()).expand(bsz, k, d, length)  # stands in for the shape check
-    _check_shapes(u, full_delta, A, B, C, D, delta_bias, orders)
+    _check_shapes(u, delta, A, B, C, D, delta_bias, orders, dt_weight)
     _check_no_grad(u, delta, A, B, C, D, delta_bias, dt_weight)
     pad = -d % kern.BLOCK  # zero channels: u = 0 keeps their state 0; their outputs are dropped
     f32 = torch.float32

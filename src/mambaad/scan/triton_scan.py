@@ -38,6 +38,7 @@ import torch
 from torch import Tensor
 
 from mambaad.errors import ConfigError
+from mambaad.scan.projections import low_rank_delta, low_rank_delta_grads
 
 __all__ = [
     "hybrid_selective_scan",
@@ -136,7 +137,10 @@ def _launch_config(
     return block_d, chunk
 
 
-SEQ_BLOCK_D = 32  # channels per program of the step kernels (one warp; H200 sweep, 2026-11-28)
+SEQ_BLOCK_D = 32  # channels per program of the step forward (one warp; H200 sweep, 2026-11-28)
+# Channels per program of the step-layout backward (one warp). 16 or 8 (2 or 4 threads per channel, fewer
+# registers) measured slower at batch 16 on an H200, as did 16 in the forward (docs/benchmarks.md, session 4).
+SEQ_BWD_BLOCK_D = 32
 # Default backward kernel, "seq" or "chunk". On an H200 at batch 16 (2026-11-28) "seq" made forward +
 # backward 1.4-2.3x faster per stage and the training step 154 vs 100 img/s; benchmarks switch it.
 BWD_KERNEL = "seq"
@@ -149,7 +153,9 @@ MIN_SEGMENT = 64  # shortest segment: each costs a pass over its steps and a com
 SPLIT_MIN_LENGTH = 512  # at L <= 256 the split measured slower at batch 1 and 16
 
 
-def _segments(bsz: int, k: int, d: int, length: int, chunk: int, seg_len: int | None) -> tuple[int, int]:
+def _segments(
+    bsz: int, k: int, d: int, length: int, chunk: int, seg_len: int | None, block_d: int = SEQ_BLOCK_D
+) -> tuple[int, int]:
     """(seg_len, n_seg) of the step kernels: L cut into n_seg segments of seg_len steps (a multiple of
     ``chunk``), each its own program. The step kernels are latency-bound (each step waits on its gathers)
     and one (b, k, 32-channel) program per sequence leaves an H200 mostly idle at L = 4096: segments
@@ -158,7 +164,7 @@ def _segments(bsz: int, k: int, d: int, length: int, chunk: int, seg_len: int | 
     0 = no split, else the wanted length (rounded up to a multiple of ``chunk``).
     """
     if seg_len is None:
-        programs = bsz * k * -(-d // SEQ_BLOCK_D)
+        programs = bsz * k * -(-d // block_d)
         n_seg = 1
         if SPLIT_PROGRAMS and length >= SPLIT_MIN_LENGTH:
             n_seg = min(SPLIT_PROGRAMS // programs, length // MIN_SEGMENT)
@@ -229,8 +235,12 @@ class _HybridScanFn(torch.autograd.Function):
         num_warps: int,
         fwd: tuple[str, int, int, int | None],
         bwd_kind: str,
+        dt_weight: Tensor | None,
     ) -> Tensor:
         kern = _kernels()
+        dts = None
+        if dt_weight is not None:  # delta = dt_proj(dts): used here, recomputed in the backward, not saved
+            dts, delta = delta, low_rank_delta(delta, dt_weight)
         bsz, d, length = u.shape
         k, n = B.shape[1], A.shape[1]
         n_chunks = -(-length // chunk)
@@ -251,7 +261,7 @@ class _HybridScanFn(torch.autograd.Function):
         flags = {"HAS_D": D is not None, "HAS_BIAS": delta_bias is not None, "SOFTPLUS": delta_softplus}
         kind, fwd_block_d, unroll, seg_len = fwd
         if kind == "seq":
-            seg_len, n_seg = _segments(bsz, k, d, length, chunk, seg_len)
+            seg_len, n_seg = _segments(bsz, k, d, length, chunk, seg_len, fwd_block_d)
             at = A.t().contiguous()  # A as (N, K*D): channels innermost
             seg_h, seg_dt = _segment_buffers(bsz * k, n_seg, n, d, A)
             grid = (bsz * k, -(-d // fwd_block_d), n_seg)
@@ -281,18 +291,27 @@ class _HybridScanFn(torch.autograd.Function):
                 num_warps=num_warps,
             )  # fmt: skip
         if save:
-            ctx.save_for_backward(u, delta, A, B, C, D, delta_bias, orders32, states)
+            first = delta if dts is None else dts
+            ctx.save_for_backward(u, first, A, B, C, D, delta_bias, orders32, states, dt_weight)
             ctx.cfg = (delta_softplus, block_d, chunk, num_warps, n_chunks, bwd_kind, fwd[3])
         return out
 
     @staticmethod
     def backward(ctx: Any, dout: Tensor) -> tuple[Tensor | None, ...]:  # type: ignore[override]
-        saved = ctx.saved_tensors  # u, delta, A, B, C, D, delta_bias, orders32, states
+        saved = ctx.saved_tensors  # u, delta (or dts), A, B, C, D, delta_bias, orders32, states, dt_weight
         bwd_kind = ctx.cfg[5]  # cfg: (softplus, block_d, chunk, warps, n_chunks, bwd_kind, seg_len)
         backward = _backward_seq if bwd_kind == "seq" else _backward_chunk
-        grads = backward(dout, *saved, ctx.cfg)
+        inputs, dt_weight = list(saved[:9]), saved[9]
+        if dt_weight is not None:
+            inputs[1] = low_rank_delta(saved[1], dt_weight)
+        grads = list(backward(dout, *inputs, ctx.cfg))
+        d_weight = None
+        if dt_weight is not None:
+            need = (ctx.needs_input_grad[1], ctx.needs_input_grad[-1])
+            grads[1], d_weight = low_rank_delta_grads(grads[1], saved[1], dt_weight, need)
         # each gradient in its input's dtype (fp32 in the kernels); none for the 7 non-tensor arguments
-        return (*(None if g is None else g.to(x.dtype) for g, x in zip(grads, saved[:7])), *[None] * 7)
+        casts = (None if g is None else g.to(x.dtype) for g, x in zip(grads, saved[:7]))
+        return (*casts, *[None] * 7, d_weight)
 
 
 def _backward_chunk(
@@ -355,9 +374,9 @@ def _backward_seq(
     kern = _kernels()
     bsz, d, length = u.shape
     k, n = B.shape[1], A.shape[1]
-    block_d, block_n = SEQ_BLOCK_D, _pow2(n)
+    block_d, block_n = SEQ_BWD_BLOCK_D, _pow2(n)
     f32 = {"device": u.device, "dtype": torch.float32}
-    seg_len, n_seg = _segments(bsz, k, d, length, chunk, seg_len)
+    seg_len, n_seg = _segments(bsz, k, d, length, chunk, seg_len, block_d)
     at = A.t().contiguous()
     grid = (bsz * k, -(-d // block_d), n_seg)
     seg_g, seg_dt = _segment_buffers(bsz * k, n_seg, n, d, A)
@@ -417,8 +436,13 @@ def hybrid_selective_scan_triton(
     unroll: int = 8,
     bwd_kernel: str | None = None,
     seg_len: int | None = None,
+    dt_weight: Tensor | None = None,
 ) -> Tensor:
     """The fused Triton scan (forward and backward); see :func:`hybrid_selective_scan` for the contract.
+
+    With ``dt_weight`` (K, D, R), ``delta`` is the low-rank (B, K, R, L) input of SS2D's dt projection:
+    delta = dt_proj(delta) is computed before the kernels and again in the backward, so that autograd
+    keeps the R-wide input instead of the K x D-wide delta (``projections.low_rank_delta``).
 
     Forward: ``fwd_kernel="seq"`` gives each thread one channel's N states and walks L step by step,
     ``fwd_block_d`` channels per program (default 32; one warp per 32), ``unroll`` steps unrolled;
@@ -435,7 +459,7 @@ def hybrid_selective_scan_triton(
     """
     if not triton_available():
         raise ConfigError("selective-scan backend 'triton' needs the triton package and a CUDA device")
-    _check_shapes(u, delta, A, B, C, D, delta_bias, orders)
+    _check_shapes(u, delta, A, B, C, D, delta_bias, orders, dt_weight)
     block_d, chunk = _launch_config(u.shape[1], A.shape[1], u.shape[2], block_d, chunk)
     bsz, d, length = u.shape
     fwd = _forward_config(bsz, orders.shape[0], d, length, chunk, fwd_kernel, fwd_block_d, unroll, seg_len)
@@ -443,8 +467,9 @@ def hybrid_selective_scan_triton(
     if bwd_kernel not in ("chunk", "seq"):
         raise ConfigError(f"triton scan bwd_kernel must be 'chunk' or 'seq', got {bwd_kernel!r}")
     return _HybridScanFn.apply(
-        u, delta, A, B, C, D, delta_bias, orders, delta_softplus, block_d, chunk, num_warps, fwd, bwd_kernel
-    )
+        u, delta, A, B, C, D, delta_bias, orders, delta_softplus, block_d, chunk, num_warps, fwd, bwd_kernel,
+        dt_weight,
+    )  # fmt: skip
 
 
 def _check_shapes(
@@ -456,8 +481,10 @@ def _check_shapes(
     D: Tensor | None,
     delta_bias: Tensor | None,
     orders: Tensor,
+    dt_weight: Tensor | None = None,
 ) -> None:
-    """Shape contract, checked once per call (cheap; the kernel trusts it)."""
+    """Shape contract, checked once per call (cheap; the kernel trusts it). With ``dt_weight`` (K, D, R),
+    delta is the low-rank (B, K, R, L) input of the dt projection."""
     if u.dim() != 3 or delta.dim() != 4 or B.dim() != 4 or C.dim() != 4 or orders.dim() != 2:
         raise ValueError(
             "hybrid scan expects u (B, D, L), delta (B, K, D, L), B/C (B, K, N, L), orders (K, L); got "
@@ -465,8 +492,16 @@ def _check_shapes(
         )
     bsz, d, length = u.shape
     k, n = orders.shape[0], A.shape[-1]
+    delta_name, delta_shape = "delta", (bsz, k, d, length)
+    if dt_weight is not None:
+        rank = dt_weight.shape[-1]
+        if tuple(dt_weight.shape) != (k, d, rank):
+            raise ValueError(
+                f"hybrid scan: dt_weight has shape {tuple(dt_weight.shape)}, expected {(k, d, rank)}"
+            )
+        delta_name, delta_shape = "delta (low-rank, with dt_weight)", (bsz, k, rank, length)
     expected = {
-        "delta": (delta, (bsz, k, d, length)),
+        delta_name: (delta, delta_shape),
         "A": (A, (k * d, n)),
         "B": (B, (bsz, k, n, length)),
         "C": (C, (bsz, k, n, length)),
@@ -504,7 +539,8 @@ def hybrid_selective_scan(
 
     Args:
         u: (B, D, L) the conv output shared by all directions; fp32 or bf16.
-        delta: (B, K, D, L) dt_proj output before bias and softplus, per direction.
+        delta: (B, K, D, L) dt_proj output before bias and softplus, per direction; or, with the keyword
+            ``dt_weight=`` (K, D, R) (``triton`` and ``numba``), dt_proj's low-rank input (B, K, R, L).
         A: (K*D, N) negative state matrix (``-exp(A_logs)``), channel c = k * D + d.
         B: (B, K, N, L) input projections per direction.
         C: (B, K, N, L) output projections per direction.
@@ -516,7 +552,8 @@ def hybrid_selective_scan(
             ``mambaad.scan.numba_scan``) or ``torch`` (gathers + ``selective_scan``; any device; pass
             ``scan_backend=`` to pick the inner selective-scan backend).
         **kwargs: options of :func:`hybrid_selective_scan_triton` for ``triton`` (``block_d``, ``chunk``,
-            ``num_warps``, ``fwd_kernel``, ``bwd_kernel``, ``seg_len``, ...); ``threads`` for ``numba``.
+            ``num_warps``, ``fwd_kernel``, ``bwd_kernel``, ``seg_len``, ``dt_weight``, ...); ``threads`` and
+            ``dt_weight`` for ``numba``.
 
     Returns:
         (B, D, L) float32, summed over the K directions.
