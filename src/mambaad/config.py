@@ -120,6 +120,10 @@ class DataConfig:
     image_size: int = 256
     crop_size: int = 256
     num_workers: int = 4
+    # Keep the training images decoded and resized in memory (uint8), decoding each file once instead of
+    # every epoch: null (default) = when they take at most a quarter of the RAM, true / false = always /
+    # never (mambaad.data.dataset.should_cache).
+    cache_images: bool | None = None
     holdout_fraction: float = 0.0  # normal train images held out for threshold calibration
     # A labelled validation set (normal and anomalous images, labels from its layout, every split) for
     # the F1-optimal image threshold stored next to the FPR one; None: no F1 threshold.

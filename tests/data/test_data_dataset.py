@@ -135,3 +135,42 @@ def test_mask_of_label_only_anomaly_in_masked_class_has_no_mask(tmp_path: Path) 
     ds = AnomalyDataset(samples, 8, 8)
     assert [ds[i]["has_mask"] for i in range(3)] == [True, False, True]
     assert ds[0]["mask"].sum() == 64 and ds[1]["mask"].sum() == 0
+
+
+def test_cached_items_equal_the_files(data_trees, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``cache=True`` decodes every image once at construction; items are then identical, masks included,
+    and no image file is decoded again."""
+    from mambaad.data import dataset as dataset_mod
+
+    samples = read_dataset(data_trees["folder"].root)
+    plain = AnomalyDataset(samples, image_size=40, crop_size=32)
+    expected = [plain[i] for i in range(len(samples))]
+    cached = AnomalyDataset(samples, image_size=40, crop_size=32, cache=True)
+    monkeypatch.setattr(dataset_mod, "load_rgb", lambda path: pytest.fail(f"{path} decoded again"))
+    assert any(s.label == 1 and s.mask_path is not None for s in samples)  # masks read with the cached sizes
+    for i, want in enumerate(expected):
+        got = cached[i]
+        assert torch.equal(got["image"], want["image"]) and torch.equal(got["mask"], want["mask"])
+        assert {k: v for k, v in got.items() if k not in ("image", "mask")} == {
+            k: v for k, v in want.items() if k not in ("image", "mask")
+        }
+
+
+def test_cache_setting() -> None:
+    from mambaad.data.dataset import cache_bytes, should_cache
+
+    assert cache_bytes(10, 256) == 10 * 256 * 256 * 3
+    assert should_cache(True, 10**9, 256) and not should_cache(False, 1, 256)
+    assert should_cache(None, 100, 256)  # 20 MB: fits
+    assert not should_cache(None, 100, 256, copies=10**7)  # one copy per process: 197 TB
+    assert not should_cache(None, 10**9, 256)  # 197 TB: does not
+
+
+def test_cache_reports_a_corrupt_image(tmp_path: Path) -> None:
+    """A broken file fails the cache's construction with the file's name (before any training step)."""
+    from mambaad.errors import DataError
+
+    bad = tmp_path / "bad.png"
+    bad.write_bytes(b"not a png")
+    with pytest.raises(DataError, match=r"bad\.png"):
+        AnomalyDataset([Sample(bad, None, 0, "a", "good", "train")], image_size=8, crop_size=8, cache=True)

@@ -26,8 +26,13 @@ def resize_crop(img: Image.Image, image_size: int, crop_size: int) -> Image.Imag
 
 def image_to_tensor(img: Image.Image, image_size: int = 256, crop_size: int = 256) -> torch.Tensor:
     """RGB PIL image -> normalized ``(3, S, S)`` float32 tensor, S = crop_size."""
-    img = resize_crop(img, image_size, crop_size)
-    arr = np.asarray(img, dtype=np.float32) / 255.0  # (S, S, 3)
+    return normalize_rgb(np.asarray(resize_crop(img, image_size, crop_size)))
+
+
+def normalize_rgb(rgb: np.ndarray) -> torch.Tensor:
+    """(S, S, 3) uint8 RGB -> ImageNet-normalized ``(3, S, S)`` float32 tensor (the second half of
+    :func:`image_to_tensor`, for images kept resized in memory)."""
+    arr = np.asarray(rgb, dtype=np.float32) / 255.0  # (S, S, 3)
     mean = np.asarray(IMAGENET_MEAN, dtype=np.float32)
     std = np.asarray(IMAGENET_STD, dtype=np.float32)
     arr = (arr - mean) / std

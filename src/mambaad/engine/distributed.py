@@ -101,7 +101,8 @@ def per_rank_batch(global_batch: int) -> int:
 
 
 class ShardedEpochSampler(Sampler[int]):
-    """This rank's slice of each global batch of one seeded permutation (a DistributedSampler for us).
+    """This rank's slice of each global batch of one seeded permutation (a DistributedSampler for us; one
+    process takes the whole batches, so 1 and N processes see the same global batches).
 
     The permutation depends only on (seed, epoch) (:func:`~mambaad.engine.seed.epoch_generator`), so
     data order survives a resume. Global batch ``s`` is ``perm[s*G:(s+1)*G]``; rank ``r`` takes the
@@ -113,6 +114,10 @@ class ShardedEpochSampler(Sampler[int]):
         self.n, self.global_batch, self.seed, self.epoch = n, global_batch, seed, epoch
         self.rank, self.world = rank, world
         self.local = global_batch // world
+
+    def set_epoch(self, epoch: int) -> None:
+        """The permutation of ``epoch`` from the next iteration on (one loader serves every epoch)."""
+        self.epoch = epoch
 
     def __len__(self) -> int:
         return (self.n // self.global_batch) * self.local

@@ -25,6 +25,7 @@ layers are synchronised and the evaluation is sharded (docs/benchmarks.md, "Mult
 from __future__ import annotations
 
 import math
+import os
 import sys
 import time
 from collections.abc import Callable
@@ -34,6 +35,7 @@ from typing import Any
 
 import torch
 from torch import nn
+from torch.utils.data import DataLoader, Dataset
 
 from mambaad.config import RunConfig, config_from_dict, config_to_dict, dump_yaml
 from mambaad.deploy.calibrate import calibrate_run, split_holdout
@@ -55,7 +57,7 @@ from mambaad.engine.optim import (
     set_lr_factor,
     unflatten_optimizer_state,
 )
-from mambaad.engine.seed import capture_rng_state, epoch_generator, restore_rng_state, seed_everything
+from mambaad.engine.seed import capture_rng_state, restore_rng_state, seed_everything
 from mambaad.engine.step import TrainStep, prepare_nccl_for_capture, side_stream, use_cuda_graph
 from mambaad.errors import CheckpointError, ConfigError, MambaADError
 
@@ -202,6 +204,32 @@ def resume_config(run_dir: Path, overrides: list[str] | None = None) -> RunConfi
     return apply_overrides(cfg, overrides or [])
 
 
+def train_loader(
+    ds: Dataset, cfg: RunConfig, epoch: int, device: torch.device
+) -> tuple[DataLoader, dist.ShardedEpochSampler]:
+    """The training loader of this process and its sampler (``sampler.set_epoch(e)`` before epoch e).
+
+    Rank r takes its slice of every global batch of the (seed, epoch) permutation (one process: all of
+    it). One loader serves the whole run and keeps its workers between epochs; the workers' seeds come
+    from ``train.seed``, not from the global RNG (which the model's drop path uses).
+    """
+    world = dist.get_world_size()
+    sampler = dist.ShardedEpochSampler(
+        len(ds), cfg.train.batch_size, cfg.train.seed, epoch, dist.get_rank(), world
+    )
+    loader = DataLoader(
+        ds,
+        batch_size=dist.per_rank_batch(cfg.train.batch_size),
+        sampler=sampler,
+        drop_last=True,
+        num_workers=cfg.data.num_workers,
+        pin_memory=device.type == "cuda",
+        persistent_workers=cfg.data.num_workers > 0,
+        generator=torch.Generator().manual_seed(cfg.train.seed),
+    )
+    return loader, sampler
+
+
 def _wrap_ddp(model: nn.Module, device: torch.device, cfg: RunConfig) -> nn.Module:
     """``DistributedDataParallel`` around ``model.training_loss`` (gradients averaged over the ranks).
 
@@ -269,10 +297,9 @@ def train(
     Raises:
         ConfigError, DataError, CheckpointError: user errors, all raised before the first step.
     """
-    from torch.utils.data import DataLoader
     from tqdm import tqdm
 
-    from mambaad.data.dataset import AnomalyDataset
+    from mambaad.data.dataset import AnomalyDataset, cache_bytes, should_cache
 
     run_dir = Path(cfg.out)
     if cfg.train.cuda_graph is not False and cfg.model.model == "mambaad":
@@ -373,34 +400,20 @@ def train(
         if resume and not rng_restored:
             log(f"resume: no RNG state saved for {world} processes; ranks 1.. reseeded with seed + rank")
     config_dict = config_to_dict(cfg)
-    ds = AnomalyDataset(train_samples, cfg.data.image_size, cfg.data.crop_size)
+    local_ranks = int(os.environ.get("LOCAL_WORLD_SIZE", "1"))  # torchrun: processes on this machine
+    cache = should_cache(cfg.data.cache_images, len(train_samples), cfg.data.crop_size, local_ranks)
+    if cache:
+        gb = cache_bytes(len(train_samples), cfg.data.crop_size) / 2**30
+        log(f"caching the {len(train_samples)} training images in memory ({gb:.2f} GB, data.cache_images)")
+    ds = AnomalyDataset(train_samples, cfg.data.image_size, cfg.data.crop_size, cache=cache)
     final: EvalResult | None = None
     ckpt = checkpoint_dir(run_dir)
 
+    loader, sampler = train_loader(ds, cfg, start_epoch, device)
+
     for epoch in range(start_epoch, cfg.train.epochs):
         model.train()
-        if world > 1:  # rank r takes its slice of every global batch of the (seed, epoch) permutation
-            sampler = dist.ShardedEpochSampler(
-                len(ds), cfg.train.batch_size, cfg.train.seed, epoch, dist.get_rank(), world
-            )
-            loader = DataLoader(
-                ds,
-                batch_size=local_batch,
-                sampler=sampler,
-                drop_last=True,
-                num_workers=cfg.data.num_workers,
-                pin_memory=device.type == "cuda",
-            )
-        else:
-            loader = DataLoader(
-                ds,
-                batch_size=cfg.train.batch_size,
-                shuffle=True,
-                drop_last=True,
-                generator=epoch_generator(cfg.train.seed, epoch),
-                num_workers=cfg.data.num_workers,
-                pin_memory=device.type == "cuda",
-            )
+        sampler.set_epoch(epoch)
         loss_sum = torch.zeros((), device=device)
         t0 = time.perf_counter()
         bar = tqdm(
