@@ -27,6 +27,7 @@ from collections.abc import Callable
 
 import torch
 
+from mambaad.scan import triton_scan
 from mambaad.scan.orders import scan_orders
 from mambaad.scan.selective_scan import list_backends
 from mambaad.scan.triton_scan import hybrid_selective_scan
@@ -119,7 +120,11 @@ def main() -> int:
     parser.add_argument("--sweep", action="store_true", help="time triton launch configs instead")
     parser.add_argument("--sweep-fwd", action="store_true", help="time the seq forward's launch configs")
     parser.add_argument("--sweep-split", action="store_true", help="time the step kernels' segment lengths")
+    parser.add_argument(
+        "--stages", type=int, default=1, help="software-pipelining stages of the step kernels"
+    )
     args = parser.parse_args()
+    triton_scan.PIPELINE_STAGES = args.stages
     if not torch.cuda.is_available():
         print("bench_scan_gpu: needs a CUDA device", file=sys.stderr)
         return 2
@@ -139,7 +144,10 @@ def main() -> int:
         methods["mamba_ssm"] = official
     if args.methods:
         methods = {k: v for k, v in methods.items() if k in args.methods}
-    print(f"torch {torch.__version__}, {torch.cuda.get_device_name()}, inputs {args.dtype}, K={K} N={N}")
+    print(
+        f"torch {torch.__version__}, {torch.cuda.get_device_name()}, inputs {args.dtype}, K={K} N={N}, "
+        f"pipeline stages {args.stages}"
+    )
     if args.sweep:
         return sweep(args.batch, dtype, args.iters)
     if args.sweep_fwd:

@@ -144,6 +144,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--triton-split", type=int, help="programs the Triton step kernels aim at by cutting L (0: no split)"
     )
+    p.add_argument("--triton-stages", type=int, help="software-pipelining stages of the Triton step kernels")
     p.add_argument("--steps", type=int, default=10)
     p.add_argument("--warmup", type=int, default=3)
     p.add_argument("--json", action="store_true", help="one JSON line per result")
@@ -153,10 +154,11 @@ def run(args: argparse.Namespace) -> int:
     """Measure every (backend, mode, batch size) combination and print one line each."""
     modes = [m for m, on in (("train", args.train), ("infer", args.infer)) if on] or ["train", "infer"]
     device = torch.device(args.device)
-    if args.triton_bwd or args.triton_split is not None:
+    if args.triton_bwd or args.triton_split is not None or args.triton_stages:
         from mambaad.scan import triton_scan
 
         triton_scan.BWD_KERNEL = args.triton_bwd or triton_scan.BWD_KERNEL
+        triton_scan.PIPELINE_STAGES = args.triton_stages or triton_scan.PIPELINE_STAGES
         if args.triton_split is not None:
             triton_scan.SPLIT_PROGRAMS = args.triton_split
     for backend in args.backend or ["auto"]:

@@ -45,6 +45,7 @@ CASES = [
 CASES = [(*c, None) for c in CASES] + [
     ("L15_N16_bwdseq", 1, 2, 3, 16, 3, 5, 4, None, "hilbert", True, True, False, "seq", "seq", None, None),
     ("L15_N1_bwdseq", 1, 2, 3, 1, 3, 5, 4, None, "zigzag", True, True, False, "seq", "seq", None, None),
+    ("L33_split_stages3", 1, 4, 2, 3, 3, 11, 4, None, "scan", True, True, True, "seq", "seq", 8, None),
     ("L15_lowrank", 2, 8, 3, 2, 3, 5, 4, 2, "hilbert", True, True, True, "seq", "seq", None, 2),
     ("L33_lowrank_split", 1, 4, 5, 3, 3, 11, 4, None, "scan", True, True, True, "seq", "seq", 8, 3),
     ("L33_lowrank_chunk", 1, 4, 5, 3, 3, 11, 16, None, "scan", False, True, False, "chunk", "chunk", None, 1),
@@ -55,6 +56,7 @@ _SCRIPT = textwrap.dedent(
     import json, sys
     import torch
     from mambaad.scan.orders import scan_orders
+    from mambaad.scan import triton_scan
     from mambaad.scan.triton_scan import hybrid_selective_scan
 
     torch.manual_seed(0)
@@ -63,6 +65,7 @@ _SCRIPT = textwrap.dedent(
         sys.argv[1]
     ):
         length = h * w
+        triton_scan.PIPELINE_STAGES = 3 if name.endswith("_stages3") else 1  # software-pipelined loops
         orders = scan_orders(curve, h, w, k)
         f64 = torch.float64
         u = torch.randn(b, d, length, dtype=f64)

@@ -242,7 +242,7 @@ def fwd_seq_kernel(
     so_b, so_d, so_l,
     HAS_D: tl.constexpr, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr, SAVE_STATES: tl.constexpr,
     BLOCK_D: tl.constexpr, BLOCK_N: tl.constexpr, UNROLL: tl.constexpr, SAVE_EVERY: tl.constexpr,
-    SPLIT: tl.constexpr,
+    SPLIT: tl.constexpr, STAGES: tl.constexpr,
 ):  # fmt: skip
     # One thread per channel d holds all N states of (b, k, d) in registers and walks L one step at a
     # time: no cross-thread scan, the minimum of work per step (one exp and a few FMAs per state).
@@ -281,7 +281,7 @@ def fwd_seq_kernel(
         h = _combine_segments(
             h, seg_h_ptr, seg_dt_ptr, b * K + k, 0, seg, 1, n_seg, N, D, offs_n, offs_d, mask_nd, mask_d, a2
         )  # fmt: skip
-    for t0 in range(t_start, t_end, UNROLL):
+    for t0 in tl.range(t_start, t_end, UNROLL, num_stages=STAGES):
         if SAVE_STATES:
             if t0 % SAVE_EVERY == 0:
                 tl.store(hs_base + (t0 // SAVE_EVERY) * N * D, h, mask=mask_nd)
@@ -351,7 +351,7 @@ def fwd_seg_kernel(
     sd_b, sd_k, sd_d, sd_l,
     sb_b, sb_k, sb_n, sb_l,
     HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr,
-    BLOCK_D: tl.constexpr, BLOCK_N: tl.constexpr, UNROLL: tl.constexpr,
+    BLOCK_D: tl.constexpr, BLOCK_N: tl.constexpr, UNROLL: tl.constexpr, STAGES: tl.constexpr,
 ):  # fmt: skip
     # Pass 1 of the split forward: segment s = program_id(2) (every segment but the last) runs the
     # recurrence from h = 0 and stores its final state and its sum of delta (decay over the segment =
@@ -366,7 +366,7 @@ def fwd_seg_kernel(
     seg = tl.program_id(2)
     h = tl.zeros((BLOCK_N, BLOCK_D), dtype=tl.float32)
     dt_sum = tl.zeros((BLOCK_D,), dtype=tl.float32)
-    for t0 in range(seg * seg_len, (seg + 1) * seg_len, UNROLL):
+    for t0 in tl.range(seg * seg_len, (seg + 1) * seg_len, UNROLL, num_stages=STAGES):
         for j in tl.static_range(UNROLL):
             _, _, u, _, dt, bt, _ = _step_inputs(
                 ord_base, t0 + j, L, u_base, d_base, b_base, b_base, su_l, sd_l, sb_l, sb_l, mask_d, mask_n,
@@ -387,7 +387,7 @@ def bwd_seg_kernel(
     sc_b, sc_k, sc_n, sc_l,
     so_b, so_d, so_l,
     HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr,
-    BLOCK_D: tl.constexpr, BLOCK_N: tl.constexpr, UNROLL: tl.constexpr,
+    BLOCK_D: tl.constexpr, BLOCK_N: tl.constexpr, UNROLL: tl.constexpr, STAGES: tl.constexpr,
 ):  # fmt: skip
     # Pass 1 of the split backward: segment s = program_id(2) + 1 (every segment but the first) runs the
     # adjoint g_t = C_t dy_t + exp(delta_{t+1} A) g_{t+1} backwards from a zero carry and stores the
@@ -402,7 +402,7 @@ def bwd_seg_kernel(
     seg = tl.program_id(2) + 1
     carry = tl.zeros((BLOCK_N, BLOCK_D), dtype=tl.float32)
     dt_sum = tl.zeros((BLOCK_D,), dtype=tl.float32)
-    for i in range(0, seg_len, UNROLL):
+    for i in tl.range(0, seg_len, UNROLL, num_stages=STAGES):
         t0 = (seg + 1) * seg_len - UNROLL - i
         for jj in tl.static_range(UNROLL):
             t = t0 + UNROLL - 1 - jj
@@ -431,6 +431,7 @@ def bwd_seq_kernel(
     so_b, so_d, so_l,
     HAS_D: tl.constexpr, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr,
     BLOCK_D: tl.constexpr, BLOCK_N: tl.constexpr, CHUNK: tl.constexpr, SPLIT: tl.constexpr,
+    STAGES: tl.constexpr,
 ):  # fmt: skip
     # The step kernel's layout run backwards: one thread per channel with its N states in registers.
     # Chunks are visited in reverse; a chunk's states are first recomputed forward from the saved chunk
@@ -482,7 +483,7 @@ def bwd_seq_kernel(
         c = c_last - 1 - i
         t0 = c * CHUNK
         h = tl.load(hs_base + c * N * D, mask=mask_nd, other=0.0)
-        for j in range(CHUNK):  # recompute the chunk's states
+        for j in tl.range(0, CHUNK, num_stages=STAGES):  # recompute the chunk's states
             tl.store(scr_base + j * (BLOCK_N * BLOCK_D), h)
             _, _, u, _, dt, bt, _ = _step_inputs(
                 ord_base, t0 + j, L, u_base, d_base, b_base, c_base, su_l, sd_l, sb_l, sc_l, mask_d, mask_n,
@@ -490,7 +491,7 @@ def bwd_seq_kernel(
             )  # fmt: skip
             h = tl.exp2(dt[None, :] * a2) * h + (dt * u)[None, :] * bt[:, None]
         tl.debug_barrier()
-        for jj in range(CHUNK):  # the adjoint, backwards through the chunk
+        for jj in tl.range(0, CHUNK, num_stages=STAGES):  # the adjoint, backwards through the chunk
             j = CHUNK - 1 - jj
             valid = t0 + j < L
             hp = tl.load(scr_base + j * (BLOCK_N * BLOCK_D))  # state entering step t

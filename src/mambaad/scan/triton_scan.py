@@ -151,6 +151,12 @@ SEQ_MIN_PROGRAMS = 256  # below this many programs a long sequence is latency-bo
 SPLIT_PROGRAMS = 4096
 MIN_SEGMENT = 64  # shortest segment: each costs a pass over its steps and a combine step for the others
 SPLIT_MIN_LENGTH = 512  # at L <= 256 the split measured slower at batch 1 and 16
+# Software pipelining of the step kernels' loops (``tl.range(num_stages=...)``): with 2 or more stages
+# Triton issues the next iterations' gathers as asynchronous copies into shared memory while this one
+# computes. The loops wait on those gathers (latency-bound), and compiled for sm_90 the kernels need
+# fewer registers with 2 stages (fwd_seq 255 + spills -> 189, fwd_seg 152 -> 80, bwd_seq 254 -> 230);
+# not yet timed on a GPU, so 1 (no pipelining: the same code as a plain loop) stays the default.
+PIPELINE_STAGES = 1
 
 
 def _segments(
@@ -269,6 +275,7 @@ class _HybridScanFn(torch.autograd.Function):
                 "BLOCK_D": fwd_block_d,
                 "BLOCK_N": _pow2(n),
                 "UNROLL": unroll,
+                "STAGES": PIPELINE_STAGES,
                 "num_warps": max(1, fwd_block_d // 32),
             }
             if n_seg > 1:  # pass 1: every segment's end state from a zero start
@@ -388,6 +395,7 @@ def _backward_seq(
             *delta.stride(), *C.stride(), *dout.stride(),
             HAS_BIAS=delta_bias is not None, SOFTPLUS=delta_softplus,
             BLOCK_D=block_d, BLOCK_N=block_n, UNROLL=min(8, chunk), num_warps=max(1, block_d // 32),
+            STAGES=PIPELINE_STAGES,
         )  # fmt: skip
     # channels (or states) innermost, like the step kernel's tiles; returned as views of the contract
     du = torch.zeros(bsz, length, d, **f32)
@@ -406,6 +414,7 @@ def _backward_seq(
         *u.stride(), *delta.stride(), *B.stride(), *C.stride(), *dout.stride(),
         HAS_D=D is not None, HAS_BIAS=delta_bias is not None, SOFTPLUS=delta_softplus,
         BLOCK_D=block_d, BLOCK_N=block_n, CHUNK=chunk, SPLIT=n_seg > 1, num_warps=max(1, block_d // 32),
+        STAGES=PIPELINE_STAGES,
     )  # fmt: skip
     return (
         du.transpose(1, 2),

@@ -1,0 +1,82 @@
+"""Registers, spills and shared memory of the Triton step kernels on Hopper, computed without a GPU.
+
+    PYTHONPATH=src python benchmarks/kernel_resources.py [--stages 1 2] [--arch 90]
+
+Compiles each step kernel of ``mambaad.scan._triton_kernels`` for ``sm_<arch>`` with Triton's own
+compiler and runs the ``ptxas -v`` that ships with Triton on its PTX: a register count near 255 or any
+spill means few warps per SM, the first thing to check before spending GPU time on a kernel change.
+Launch settings as ``triton_scan`` uses them for MambaAD (32 channels per program, N = 16, fp32 inputs,
+unroll 8, chunk 16), for every ``PIPELINE_STAGES`` value given.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import subprocess
+import tempfile
+
+import triton
+from triton.backends.compiler import GPUTarget
+from triton.compiler import ASTSource
+
+from mambaad.scan import _triton_kernels as kern
+
+BASE = {"HAS_D": True, "HAS_BIAS": True, "SOFTPLUS": True, "BLOCK_D": 32, "BLOCK_N": 16}
+KERNELS = {
+    "fwd_seq_kernel": {**BASE, "SAVE_STATES": True, "UNROLL": 8, "SAVE_EVERY": 16, "SPLIT": True},
+    "fwd_seg_kernel": {**BASE, "UNROLL": 8},
+    "bwd_seg_kernel": {**BASE, "UNROLL": 8},
+    "bwd_seq_kernel": {**BASE, "CHUNK": 16, "SPLIT": True},
+}
+
+
+def signature(fn: triton.JITFunction, constexprs: dict) -> dict[str, str]:
+    """Argument types: fp32 tensors, int32 orders, int32 sizes and strides."""
+    out = {}
+    for name in fn.arg_names:
+        if name in constexprs:
+            out[name] = "constexpr"
+        elif name.endswith("_ptr"):
+            out[name] = "*i32" if name.startswith("ord") else "*fp32"
+        else:
+            out[name] = "i32"
+    return out
+
+
+def resources(fn: triton.JITFunction, constexprs: dict, arch: int) -> str:
+    """ptxas's one-line summary (registers, spills) and Triton's shared-memory size of one compilation."""
+    src = ASTSource(fn=fn, signature=signature(fn, constexprs), constexprs=constexprs)
+    compiled = triton.compile(src, target=GPUTarget("cuda", arch, 32), options={"num_warps": 1})
+    ptxas = os.path.join(os.path.dirname(triton.__file__), "backends", "nvidia", "bin", "ptxas")
+    with tempfile.NamedTemporaryFile("w", suffix=".ptx", delete=False) as f:
+        f.write(compiled.asm["ptx"])
+    try:
+        run = subprocess.run(
+            [ptxas, f"-arch=sm_{arch}a", "-v", f.name, "-o", os.devnull], capture_output=True, text=True
+        )
+    finally:
+        os.unlink(f.name)
+    lines = [
+        ln.split(":", 1)[-1].strip() for ln in (run.stdout + run.stderr).splitlines() if "registers" in ln
+    ]
+    spills = re.findall(r"(\d+) bytes spill stores", run.stdout + run.stderr)
+    return f"{'; '.join(lines)}; spill stores {spills[0] if spills else '?'} B; shared {compiled.metadata.shared} B"
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--stages", type=int, nargs="*", default=[1, 2])
+    p.add_argument("--arch", type=int, default=90)
+    args = p.parse_args()
+    for name, constexprs in KERNELS.items():
+        fn = getattr(kern, name)
+        for stages in args.stages:
+            used = {k: v for k, v in {**constexprs, "STAGES": stages}.items() if k in fn.arg_names}
+            print(f"{name:15s} stages {stages}: {resources(fn, used, args.arch)}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
