@@ -48,8 +48,8 @@ from mambaad.config import RunConfig, apply_overrides, load_config
 from mambaad.engine import distributed as dist
 from mambaad.engine.evaluator import autocast_context
 from mambaad.engine.optim import build_optimizer
-from mambaad.engine.step import TrainStep, prepare_nccl_for_capture, side_stream, use_cuda_graph
-from mambaad.engine.trainer import _wrap_ddp, build_model, resolve_device
+from mambaad.engine.step import TrainStep, prepare_nccl_for_capture, use_cuda_graph
+from mambaad.engine.trainer import build_model, build_train_step, resolve_device
 
 # name -> (dotted overrides, SyncBN on, gradient all-reduce on); diagnosis variants are not training modes
 VARIANTS: dict[str, tuple[list[str], bool, bool]] = {
@@ -196,28 +196,14 @@ def build_setup(
         dist.convert_sync_batchnorm(model, device, cfg.train.ddp_sync_bn)
     optimizer = build_optimizer(model, cfg.train)
     graph = grad_sync and use_cuda_graph(cfg.train.cuda_graph, model, device)  # no_sync() needs eager
-    stream = torch.cuda.Stream(device) if graph else None
-    with side_stream(stream):  # a captured DDP step needs DDP built on the warm-up stream
-        ddp = _wrap_ddp(model, device, cfg) if world > 1 else None
-    params = [q for _, q in model.trainable_parameters()]
+    train_step, ddp = build_train_step(model, optimizer, cfg, device, graph)
     model.train()
     gen = torch.Generator().manual_seed(dist.get_rank())
     images = torch.randn(batch, 3, size, size, generator=gen).to(device)  # (B, 3, S, S)
     if cfg.train.channels_last:
         images = images.contiguous(memory_format=torch.channels_last)
-    graph_step = None
-    if graph:
-        graph_step = TrainStep(
-            ddp if ddp is not None else model.training_loss,
-            optimizer,
-            params,
-            cfg.train.grad_clip,
-            lambda: autocast_context(device, cfg.train.bf16),
-            cuda_graph=True,
-            stream=stream,
-            ddp=ddp is not None,
-        )
-    return Setup(cfg, device, model, ddp, optimizer, params, images, grad_sync, graph_step)
+    graph_step = train_step if graph else None
+    return Setup(cfg, device, model, ddp, optimizer, train_step.params, images, grad_sync, graph_step)
 
 
 def sync(device: torch.device) -> None:

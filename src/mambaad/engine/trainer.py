@@ -241,6 +241,27 @@ def _wrap_ddp(model: nn.Module, device: torch.device, cfg: RunConfig) -> nn.Modu
     )
 
 
+def build_train_step(
+    model: nn.Module, optimizer: torch.optim.Optimizer, cfg: RunConfig, device: torch.device, cuda_graph: bool
+) -> tuple[TrainStep, nn.Module | None]:
+    """The run's training step and, with several processes, the DDP wrapper it steps (built on the step's
+    warm-up stream when the step is captured, as PyTorch's recipe for capturing DDP asks)."""
+    stream = torch.cuda.Stream(device) if cuda_graph else None
+    with side_stream(stream):
+        ddp = _wrap_ddp(model, device, cfg) if dist.get_world_size() > 1 else None
+    step = TrainStep(
+        ddp if ddp is not None else model.training_loss,
+        optimizer,
+        [p for _, p in model.trainable_parameters()],
+        cfg.train.grad_clip,
+        lambda: autocast_context(device, cfg.train.bf16),
+        cuda_graph=cuda_graph,
+        stream=stream,
+        ddp=ddp is not None,
+    )
+    return step, ddp
+
+
 def _save_state(
     path: Path,
     model: nn.Module,
@@ -334,22 +355,10 @@ def train(
     n_sync_bn = dist.convert_sync_batchnorm(model, device, cfg.train.ddp_sync_bn) if world > 1 else 0
     optimizer = build_optimizer(model, cfg.train)
     graph = use_cuda_graph(cfg.train.cuda_graph, model, device)
-    stream = torch.cuda.Stream(device) if graph else None
-    with side_stream(stream):  # DDP is built on the warm-up stream when the step is captured
-        ddp_model = _wrap_ddp(model, device, cfg) if world > 1 else None
+    train_step, _ = build_train_step(model, optimizer, cfg, device, graph)  # (step, its DDP wrapper)
     if world > 1:  # same initial weights everywhere, but per-rank randomness (drop-path), seed + rank
         seed_everything(cfg.train.seed + dist.get_rank())
-    params = [p for _, p in model.trainable_parameters()]
-    train_step = TrainStep(
-        ddp_model if ddp_model is not None else model.training_loss,
-        optimizer,
-        params,
-        cfg.train.grad_clip,
-        lambda: autocast_context(device, cfg.train.bf16),
-        cuda_graph=graph,
-        stream=stream,
-        ddp=ddp_model is not None,
-    )
+    params = train_step.params
     steps_per_epoch = len(train_samples) // cfg.train.batch_size  # drop_last
     total = steps_per_epoch * cfg.train.epochs
 
