@@ -30,9 +30,10 @@ DDP_WARMUP_STEPS = 11  # DDP needs this many eager iterations before a full-back
 def graph_unsupported(model: nn.Module, device: torch.device) -> str | None:
     """Why the training step of ``model`` on ``device`` cannot be captured, or None when it can.
 
-    The captured step must be the same every time: models whose step changes with the iteration
-    (``set_train_progress``: DeSTSeg's two-step schedule) or whose loss reads values on the host
-    (SimpleNet's, UniAD's) are not captured.
+    The captured step must be the same every time and must not read values on the host. Only MambaAD's
+    step is captured (and checked on a GPU, ``benchmarks/check_train_graph.py``); the baselines run eager:
+    DeSTSeg's step changes with the iteration (``set_train_progress``), UniAD's forward reads a value on
+    the host, and the others were never checked under capture.
     """
     if device.type != "cuda":
         return f"train.cuda_graph needs a CUDA device, got {device}"
