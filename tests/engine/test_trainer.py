@@ -100,3 +100,18 @@ def test_kill_9_then_resume_matches(straight: TrainResult, synth_root: Path, tmp
 
     assert main(["train", "--resume", str(out), "--no-progress"]) == 0
     _assert_same(_weights(straight.run_dir), _weights(out))
+
+
+def test_loader_workers_and_image_cache_do_not_change_training(
+    straight: TrainResult, synth_root: Path, tmp_path: Path
+) -> None:
+    """The same run with 2 persistent data-loader workers and every image read from its file each epoch (no
+    cache; the straight run caches) gives the straight run's weights exactly: the batches depend only on
+    (seed, epoch), whoever loads them."""
+    out = tmp_path / "run"
+    overrides = [*tiny_overrides(synth_root, out), "train.eval_every=2"]
+    cfg = load_config(None, [*overrides, "data.num_workers=2", "data.cache_images=false"])
+    assert train(cfg, progress=False, echo=None) is not None
+    _assert_same(_weights(straight.run_dir), _weights(out))
+    assert "caching the 8 training images" in (straight.run_dir / "train.log").read_text()
+    assert "caching" not in (out / "train.log").read_text()
