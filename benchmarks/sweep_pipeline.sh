@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Software pipelining of the Triton step kernels (triton_scan.PIPELINE_STAGES) on one GPU, ~4 minutes:
+# Software pipelining of the Triton step kernels (triton_scan.PIPELINE_STAGES) on one GPU, ~5 minutes:
 # correctness with 2 and 3 stages, one SS2D scan per stage shape, then the model's training step and
-# inference, for each number of stages. Pick the fastest that passes and set PIPELINE_STAGES to it.
+# inference, for each number of stages; last the training step with train.tf32. Pick the fastest stages
+# that pass and set PIPELINE_STAGES to it.
 #
 #   PYTHON=python3 bash benchmarks/sweep_pipeline.sh
 set -uo pipefail
@@ -21,3 +22,5 @@ for st in 1 2 3; do
   timeout 80 $PY -m mambaad.bench --backend triton --infer --cuda-graph --batch-size 16 --batch-size 1 --steps 30 \
     --triton-stages $st
 done
+echo "== model, training matrix products on TF32 (train.tf32), stages 1"
+timeout 80 $PY -m mambaad.bench --backend triton --train --cuda-graph --tf32 --batch-size 16 --steps 20

@@ -36,6 +36,7 @@ class BenchResult:
     peak_mem_gb: float | None  # CUDA only
     device: str
     cuda_graph: bool = False
+    tf32: bool = False
 
 
 def _sync(device: torch.device) -> None:
@@ -44,12 +45,18 @@ def _sync(device: torch.device) -> None:
 
 
 def make_step(
-    model: nn.Module, x: Tensor, *, train: bool, bf16: bool = False, cuda_graph: bool = False
+    model: nn.Module,
+    x: Tensor,
+    *,
+    train: bool,
+    bf16: bool = False,
+    cuda_graph: bool = False,
+    tf32: bool = False,
 ) -> Callable[[], None]:
     """One training step (forward + loss + backward + clip 5 + AdamW, as the recipe) or one inference
     (``predict``: forward, anomaly maps, scores) on the batch ``x``; sets the model's train/eval mode.
     ``cuda_graph`` (training): the engine's :class:`~mambaad.engine.step.TrainStep` captures the step
-    after its warm-up steps and replays it."""
+    after its warm-up steps and replays it; ``tf32`` (training): its matrix products on TF32 tensor cores."""
     model.train(train)
 
     def autocast() -> contextlib.AbstractContextManager:
@@ -58,7 +65,9 @@ def make_step(
     if train:
         params = [p for _, p in model.trainable_parameters()]
         optimizer = torch.optim.AdamW(params, lr=1e-4, fused=fused_adam_ok(params))
-        train_step = TrainStep(model.training_loss, optimizer, params, 5.0, autocast, cuda_graph=cuda_graph)
+        train_step = TrainStep(
+            model.training_loss, optimizer, params, 5.0, autocast, cuda_graph=cuda_graph, tf32=tf32
+        )
         return lambda: train_step(x)
 
     def infer() -> None:
@@ -80,6 +89,7 @@ def measure(
     channels_last: bool = False,
     backend: str = "auto",
     cuda_graph: bool = False,
+    tf32: bool = False,
 ) -> BenchResult:
     """Time ``steps`` training steps or inference batches on random normalised images.
 
@@ -93,7 +103,7 @@ def measure(
         x = x.contiguous(memory_format=torch.channels_last)
         model = model.to(memory_format=torch.channels_last)
     graph = cuda_graph and device.type == "cuda"
-    step = make_step(model, x, train=train, bf16=bf16, cuda_graph=graph)
+    step = make_step(model, x, train=train, bf16=bf16, cuda_graph=graph, tf32=tf32)
 
     if device.type == "cuda":  # the peak includes the warm-up and any capture (a replay allocates nothing)
         torch.cuda.reset_peak_memory_stats(device)
@@ -124,6 +134,7 @@ def measure(
         peak,
         torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
         graph,
+        tf32 and train,
     )
 
 
@@ -139,6 +150,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--infer", action="store_true", help="time inference (default: both)")
     p.add_argument("--bf16", action="store_true", help="bf16 autocast")
     p.add_argument("--channels-last", action="store_true")
+    p.add_argument("--tf32", action="store_true", help="training: fp32 matrix products on TF32 tensor cores")
     p.add_argument("--cuda-graph", action="store_true", help="replay the step from a CUDA graph")
     p.add_argument("--triton-bwd", choices=["chunk", "seq"], help="backward kernel of the Triton scan")
     p.add_argument(
@@ -176,6 +188,7 @@ def run(args: argparse.Namespace) -> int:
                     channels_last=args.channels_last,
                     backend=backend,
                     cuda_graph=args.cuda_graph,
+                    tf32=args.tf32,
                 )
                 if args.json:
                     print(json.dumps(asdict(r)), flush=True)
@@ -183,7 +196,7 @@ def run(args: argparse.Namespace) -> int:
                     mem = f"{r.peak_mem_gb:.2f} GB" if r.peak_mem_gb is not None else "-"
                     print(
                         f"{r.mode:5s} backend={backend:10s} bs={bs:3d} bf16={int(r.bf16)} "
-                        f"graph={int(r.cuda_graph)} "
+                        f"graph={int(r.cuda_graph)} tf32={int(r.tf32)} "
                         f"{r.img_per_s:9.2f} img/s {r.ms_per_step:9.1f} ms/step peak {mem} ({r.device})",
                         flush=True,
                     )

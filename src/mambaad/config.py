@@ -185,6 +185,9 @@ class TrainConfig:
     # works (mambaad on CUDA), true = required (an error elsewhere), false = off. On 2 H200s it took DDP
     # from 1.44x to 1.95x the 1-GPU speed (docs/benchmarks.md, "Multi-GPU").
     cuda_graph: bool | None = None
+    # fp32 matrix products of the training step on TF32 tensor cores (10-bit mantissa inputs, fp32 sums);
+    # evaluation keeps full fp32. Off by default: its effect on accuracy has not been measured yet.
+    tf32: bool = False
     tensorboard: bool = False
     device: str = "auto"  # "auto" | "cpu" | "cuda" | "cuda:N" | "mps"
     # DistributedDataParallel settings (only used under torchrun / --gpus N; the defaults are PyTorch's).

@@ -82,3 +82,20 @@ def test_make_capturable_after_a_resume() -> None:
     assert all(g["capturable"] for g in resumed.param_groups)
     steps = [s["step"] for s in resumed.state.values()]
     assert steps and all(t.dtype == torch.float32 and float(t) == 1.0 for t in steps)
+
+
+def test_tf32_only_inside_the_step() -> None:
+    """``tf32=True``: TF32 matrix products during the forward and backward, the previous setting after."""
+    seen = []
+    model = _tiny_model()
+    params = [p for _, p in model.trainable_parameters()]
+
+    def loss_fn(images: torch.Tensor) -> torch.Tensor:
+        seen.append(torch.backends.cuda.matmul.allow_tf32)
+        return model.training_loss(images)
+
+    before = torch.backends.cuda.matmul.allow_tf32
+    opt = torch.optim.AdamW(params, lr=1e-3)
+    TrainStep(loss_fn, opt, params, 0.0, contextlib.nullcontext, tf32=True)(torch.randn(2, 3, 64, 64))
+    TrainStep(loss_fn, opt, params, 0.0, contextlib.nullcontext)(torch.randn(2, 3, 64, 64))
+    assert seen == [True, before] and torch.backends.cuda.matmul.allow_tf32 == before

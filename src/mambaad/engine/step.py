@@ -75,6 +75,18 @@ def side_stream(stream: torch.cuda.Stream | None) -> Iterator[None]:
     torch.cuda.current_stream(stream.device).wait_stream(stream)
 
 
+@contextlib.contextmanager
+def matmul_tf32(enabled: bool) -> Iterator[None]:
+    """Inside the block fp32 matrix products may use TF32 tensor cores (10-bit mantissa inputs, fp32
+    accumulation) when ``enabled``; the previous setting is restored after it."""
+    before = torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = before or enabled
+    try:
+        yield
+    finally:
+        torch.backends.cuda.matmul.allow_tf32 = before
+
+
 def make_capturable(optimizer: torch.optim.Optimizer) -> None:
     """Let ``optimizer.step()`` be captured: every group ``capturable`` and every ``step`` counter a float32
     tensor on its parameter's device (a state loaded from a CPU run keeps it on the CPU)."""
@@ -101,6 +113,8 @@ class TrainStep:
         stream: The side stream for the warm-up (create it before wrapping DDP, which must be built on
             it: :func:`side_stream`); None: a new one.
         ddp: The step runs a DDP module (more warm-up steps).
+        tf32: fp32 matrix products of the forward and backward on TF32 tensor cores (``train.tf32``);
+            evaluation, outside the step, keeps full fp32.
     """
 
     def __init__(
@@ -114,8 +128,9 @@ class TrainStep:
         warmup: int | None = None,
         stream: torch.cuda.Stream | None = None,
         ddp: bool = False,
+        tf32: bool = False,
     ) -> None:
-        self.loss_fn, self.optimizer, self.params = loss_fn, optimizer, params
+        self.loss_fn, self.optimizer, self.params, self.tf32 = loss_fn, optimizer, params, tf32
         self.grad_clip, self.autocast, self.cuda_graph = grad_clip, autocast, cuda_graph
         self.warmup = warmup if warmup is not None else (DDP_WARMUP_STEPS if ddp else WARMUP_STEPS)
         self.captures = 0  # how many times the step was captured (1 + one per learning-rate change)
@@ -128,9 +143,10 @@ class TrainStep:
 
     def _run(self, images: Tensor) -> Tensor:
         """The step itself: forward + loss, backward, clip, update; returns the detached loss."""
-        with self.autocast():
-            loss = self.loss_fn(images)
-        loss.backward()
+        with matmul_tf32(self.tf32):
+            with self.autocast():
+                loss = self.loss_fn(images)
+            loss.backward()
         if self.grad_clip > 0:
             torch.nn.utils.clip_grad_norm_(self.params, self.grad_clip)
         self.optimizer.step()
@@ -175,6 +191,7 @@ __all__ = [
     "TrainStep",
     "graph_unsupported",
     "make_capturable",
+    "matmul_tf32",
     "prepare_nccl_for_capture",
     "side_stream",
     "use_cuda_graph",

@@ -258,6 +258,7 @@ def build_train_step(
         cuda_graph=cuda_graph,
         stream=stream,
         ddp=ddp is not None,
+        tf32=cfg.train.tf32,
     )
     return step, ddp
 
