@@ -121,10 +121,11 @@ def main() -> int:
     parser.add_argument("--sweep-fwd", action="store_true", help="time the seq forward's launch configs")
     parser.add_argument("--sweep-split", action="store_true", help="time the step kernels' segment lengths")
     parser.add_argument(
-        "--stages", type=int, default=1, help="software-pipelining stages of the step kernels"
+        "--stages", default=None, help="software-pipelining stages of the step kernels: N or fwd_seq=N,..."
     )
     args = parser.parse_args()
-    triton_scan.PIPELINE_STAGES = args.stages
+    if args.stages:
+        triton_scan.set_pipeline_stages(args.stages)
     if not torch.cuda.is_available():
         print("bench_scan_gpu: needs a CUDA device", file=sys.stderr)
         return 2

@@ -114,7 +114,9 @@ def main() -> int:
     parser.add_argument("--bwd-kernel", default=None, choices=["chunk", "seq"], help="backward kernel")
     parser.add_argument("--split", type=int, default=None, help="SPLIT_PROGRAMS of the step kernels (0: off)")
     parser.add_argument("--min-segment", type=int, default=None, help="MIN_SEGMENT of the step kernels")
-    parser.add_argument("--stages", type=int, default=None, help="PIPELINE_STAGES of the step kernels")
+    parser.add_argument(
+        "--stages", default=None, help="pipelining stages of the step kernels: N or fwd_seq=N,..."
+    )
     parser.add_argument("--inner", default=None, help="selective-scan backend of the yardstick")
     parser.add_argument("--only", nargs="*", default=None, help="run only these case labels")
     parser.add_argument("--device", default="cuda", help="cuda; cpu only with TRITON_INTERPRET=1")
@@ -127,7 +129,7 @@ def main() -> int:
     if args.min_segment is not None:
         triton_scan.MIN_SEGMENT = args.min_segment
     if args.stages is not None:
-        triton_scan.PIPELINE_STAGES = args.stages
+        triton_scan.set_pipeline_stages(args.stages)
     if DEVICE == "cuda" and not torch.cuda.is_available():
         print("check_triton_scan: needs a CUDA device", file=sys.stderr)
         return 2

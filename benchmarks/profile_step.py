@@ -25,10 +25,15 @@ def main() -> int:
     p.add_argument("--bf16", action="store_true")
     p.add_argument("--steps", type=int, default=3)
     p.add_argument("--rows", type=int, default=25)
+    p.add_argument("--triton-stages", help="pipelining stages of the Triton step kernels: N or fwd_seq=N,...")
     args = p.parse_args()
     if not torch.cuda.is_available():
         print("profile_step: needs a CUDA device", file=sys.stderr)
         return 2
+    if args.triton_stages is not None:
+        from mambaad.scan import triton_scan
+
+        triton_scan.set_pipeline_stages(args.triton_stages)
     model = create_model("mambaad", encoder="resnet34").cuda()
     x = torch.randn(args.batch_size, 3, 256, 256, device="cuda")
     step = make_step(model, x, train=args.train, bf16=args.bf16)

@@ -156,7 +156,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--triton-split", type=int, help="programs the Triton step kernels aim at by cutting L (0: no split)"
     )
-    p.add_argument("--triton-stages", type=int, help="software-pipelining stages of the Triton step kernels")
+    p.add_argument(
+        "--triton-stages",
+        help="software-pipelining stages of the Triton step kernels: N or fwd_seq=N,bwd_seq=M,...",
+    )
     p.add_argument("--steps", type=int, default=10)
     p.add_argument("--warmup", type=int, default=3)
     p.add_argument("--json", action="store_true", help="one JSON line per result")
@@ -170,7 +173,8 @@ def run(args: argparse.Namespace) -> int:
         from mambaad.scan import triton_scan
 
         triton_scan.BWD_KERNEL = args.triton_bwd or triton_scan.BWD_KERNEL
-        triton_scan.PIPELINE_STAGES = args.triton_stages or triton_scan.PIPELINE_STAGES
+        if args.triton_stages:
+            triton_scan.set_pipeline_stages(args.triton_stages)
         if args.triton_split is not None:
             triton_scan.SPLIT_PROGRAMS = args.triton_split
     for backend in args.backend or ["auto"]:

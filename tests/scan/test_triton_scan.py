@@ -65,7 +65,7 @@ _SCRIPT = textwrap.dedent(
         sys.argv[1]
     ):
         length = h * w
-        triton_scan.PIPELINE_STAGES = 3 if name.endswith("_stages3") else 1  # software-pipelined loops
+        triton_scan.set_pipeline_stages(3 if name.endswith("_stages3") else 1)  # software-pipelined loops
         orders = scan_orders(curve, h, w, k)
         f64 = torch.float64
         u = torch.randn(b, d, length, dtype=f64)
@@ -203,3 +203,22 @@ def test_segment_policy() -> None:
     assert ts._segments(2, 8, 3, 33, 4, 8) == (8, 5)  # explicit length: the last segment is partial
     assert ts._segments(2, 8, 3, 33, 4, 6) == (8, 5)  # rounded up to a multiple of the chunk
     assert ts._segments(2, 8, 3, 33, 4, 0) == (33, 1)  # 0: no split
+    # the backward splits only below BWD_SPLIT_BELOW programs, up to BWD_SPLIT_PROGRAMS
+    assert ts._segments(16, 8, 128, 4096, 16, None, backward=True)[1] == ts.BWD_SPLIT_PROGRAMS // programs
+    assert ts._segments(16, 8, 256, 1024, 16, None, backward=True) == (1024, 1)  # 1,024 programs: unsplit
+    assert ts._segments(16, 8, 256, 1024, 16, 256, backward=True) == (256, 4)  # an explicit length holds
+
+
+def test_pipeline_stages_setting(monkeypatch: pytest.MonkeyPatch) -> None:
+    """One count for every step kernel or per kernel; a bad entry names itself and changes nothing."""
+    from mambaad.scan import triton_scan as ts
+
+    monkeypatch.setattr(ts, "PIPELINE_STAGES", dict(ts.PIPELINE_STAGES))
+    ts.set_pipeline_stages(2)
+    assert set(ts.PIPELINE_STAGES.values()) == {2}
+    ts.set_pipeline_stages("fwd_seq=1, bwd_seq=4")
+    assert ts.PIPELINE_STAGES == {"fwd_seq": 1, "fwd_seg": 2, "bwd_seq": 4, "bwd_seg": 2}
+    for bad in ("0", "fwd_sq=2", "bwd_seq=x", "fwd_seq=2,bwd_seq=-1"):
+        with pytest.raises(ConfigError, match="pipeline stages: bad entry"):
+            ts.set_pipeline_stages(bad)
+    assert ts.PIPELINE_STAGES == {"fwd_seq": 1, "fwd_seg": 2, "bwd_seq": 4, "bwd_seg": 2}

@@ -141,6 +141,7 @@ SEQ_BLOCK_D = 32  # channels per program of the step forward (one warp; H200 swe
 # Channels per program of the step-layout backward (one warp). 16 or 8 (2 or 4 threads per channel, fewer
 # registers) measured slower at batch 16 on an H200, as did 16 in the forward (docs/benchmarks.md, session 4).
 SEQ_BWD_BLOCK_D = 32
+SEQ_UNROLL = 8  # steps unrolled per iteration of the forward step kernels (their gathers issue together)
 # Default backward kernel, "seq" or "chunk". On an H200 at batch 16 (2026-11-28) "seq" made forward +
 # backward 1.4-2.3x faster per stage and the training step 154 vs 100 img/s; benchmarks switch it.
 BWD_KERNEL = "seq"
@@ -149,31 +150,69 @@ SEQ_MIN_PROGRAMS = 256  # below this many programs a long sequence is latency-bo
 # H200, 2026-11-28 (bench_scan_gpu.py --sweep-split): forward + backward at batch 16, L = 4096: 9.9 ms
 # unsplit, 7.2 ms at 2,048 programs, 6.7-7.1 ms at 4,096; at batch 1 the forward 2.06 -> 0.18 ms.
 SPLIT_PROGRAMS = 4096
+# The backward's own policy (its programs hold more registers): split only sequences with fewer programs
+# than BWD_SPLIT_BELOW, up to BWD_SPLIT_PROGRAMS. H200, batch 16, session 5 (bench_scan_gpu.py
+# --sweep-split, forward + backward per SS2D call): L = 1024 (1,024 programs) 2.73 ms unsplit vs 2.91 at 2
+# and 3.00 at 4 segments; L = 4096 (512 programs) 5.98 at 4 segments, 6.12 at 8, 8.52 unsplit.
+BWD_SPLIT_BELOW = 1024
+BWD_SPLIT_PROGRAMS = 2048
 MIN_SEGMENT = 64  # shortest segment: each costs a pass over its steps and a combine step for the others
 SPLIT_MIN_LENGTH = 512  # at L <= 256 the split measured slower at batch 1 and 16
-# Software pipelining of the step kernels' loops (``tl.range(num_stages=...)``): with 2 or more stages
-# Triton issues the next iterations' gathers as asynchronous copies into shared memory while this one
-# computes. The loops wait on those gathers (latency-bound), and compiled for sm_90 the kernels need
-# fewer registers with 2 stages (fwd_seq 255 + spills -> 189, fwd_seg 152 -> 80, bwd_seq 254 -> 230);
-# not yet timed on a GPU, so 1 (no pipelining: the same code as a plain loop) stays the default.
-PIPELINE_STAGES = 1
+# Software pipelining of the step kernels' loops (``tl.range(num_stages=...)``), per kernel: with 2 or
+# more stages Triton issues the next iterations' gathers as asynchronous copies into shared memory while
+# this one computes (the loops wait on those gathers) and the kernels need fewer registers (sm_90:
+# fwd_seq 255 + spills -> 189 at 2 stages, fwd_seg 152 -> 80, bwd_seq 254 -> 230). 1 = a plain loop.
+# Timed per kernel on an H200 at batch 16 (docs/benchmarks.md, session 5): the forward step kernel is
+# fastest unpipelined, the others pipelined; set with :func:`set_pipeline_stages`.
+PIPELINE_STAGES: dict[str, int] = {"fwd_seq": 1, "fwd_seg": 2, "bwd_seq": 3, "bwd_seg": 1}
+
+
+def set_pipeline_stages(spec: int | str) -> None:
+    """Set :data:`PIPELINE_STAGES`: one count for every step kernel (``3``, ``"3"``) or some kernels'
+    counts (``"fwd_seq=1,bwd_seq=3"``); the benchmarks' ``--triton-stages`` option."""
+    if isinstance(spec, int):
+        spec = str(spec)
+    items = [part.strip() for part in spec.split(",") if part.strip()]
+    if len(items) == 1 and "=" not in items[0]:
+        items = [f"{name}={items[0]}" for name in PIPELINE_STAGES]
+    wanted = {}
+    for item in items:
+        name, _, value = item.partition("=")
+        if name not in PIPELINE_STAGES or not value.isdigit() or int(value) < 1:
+            raise ConfigError(
+                f"triton pipeline stages: bad entry {item!r} (want N >= 1 or KERNEL=N, KERNEL one of "
+                f"{', '.join(PIPELINE_STAGES)})"
+            )
+        wanted[name] = int(value)
+    PIPELINE_STAGES.update(wanted)
 
 
 def _segments(
-    bsz: int, k: int, d: int, length: int, chunk: int, seg_len: int | None, block_d: int = SEQ_BLOCK_D
+    bsz: int,
+    k: int,
+    d: int,
+    length: int,
+    chunk: int,
+    seg_len: int | None,
+    block_d: int = SEQ_BLOCK_D,
+    backward: bool = False,
 ) -> tuple[int, int]:
     """(seg_len, n_seg) of the step kernels: L cut into n_seg segments of seg_len steps (a multiple of
     ``chunk``), each its own program. The step kernels are latency-bound (each step waits on its gathers)
     and one (b, k, 32-channel) program per sequence leaves an H200 mostly idle at L = 4096: segments
     multiply the programs; the split costs one extra pass (the segments' zero-start end states) and a
-    combine of at most n_seg states per program. ``seg_len``: None = automatic (:data:`SPLIT_PROGRAMS`),
-    0 = no split, else the wanted length (rounded up to a multiple of ``chunk``).
+    combine of at most n_seg states per program. ``seg_len``: None = automatic (:data:`SPLIT_PROGRAMS`;
+    the ``backward`` kernels: :data:`BWD_SPLIT_PROGRAMS` below :data:`BWD_SPLIT_BELOW` programs), 0 = no
+    split, else the wanted length (rounded up to a multiple of ``chunk``).
     """
     if seg_len is None:
         programs = bsz * k * -(-d // block_d)
+        target = SPLIT_PROGRAMS
+        if backward:
+            target = BWD_SPLIT_PROGRAMS if programs < BWD_SPLIT_BELOW else 0
         n_seg = 1
-        if SPLIT_PROGRAMS and length >= SPLIT_MIN_LENGTH:
-            n_seg = min(SPLIT_PROGRAMS // programs, length // MIN_SEGMENT)
+        if SPLIT_PROGRAMS and target and length >= SPLIT_MIN_LENGTH:
+            n_seg = min(target // programs, length // MIN_SEGMENT)
         seg_len = -(-length // max(1, n_seg))
     if seg_len <= 0 or seg_len >= length:
         return length, 1
@@ -275,18 +314,19 @@ class _HybridScanFn(torch.autograd.Function):
                 "BLOCK_D": fwd_block_d,
                 "BLOCK_N": _pow2(n),
                 "UNROLL": unroll,
-                "STAGES": PIPELINE_STAGES,
                 "num_warps": max(1, fwd_block_d // 32),
             }
             if n_seg > 1:  # pass 1: every segment's end state from a zero start
                 kern["fwd_seg"][(grid[0], grid[1], n_seg - 1)](
                     u, delta, at, B, args[6], orders32, seg_h, seg_dt, k, d, length, n, seg_len, n_seg,
                     *u.stride(), *delta.stride(), *B.stride(),
-                    HAS_BIAS=flags["HAS_BIAS"], SOFTPLUS=delta_softplus, **launch,
+                    HAS_BIAS=flags["HAS_BIAS"], SOFTPLUS=delta_softplus, STAGES=PIPELINE_STAGES["fwd_seg"],
+                    **launch,
                 )  # fmt: skip
             kern["fwd_seq"][grid](
                 args[0], args[1], at, *args[3:10], seg_h, seg_dt, *args[10:15], seg_len, n_seg, *args[15:],
-                **flags, SAVE_STATES=save, SAVE_EVERY=chunk, SPLIT=n_seg > 1, **launch,
+                **flags, SAVE_STATES=save, SAVE_EVERY=chunk, SPLIT=n_seg > 1, STAGES=PIPELINE_STAGES["fwd_seq"],
+                **launch,
             )  # fmt: skip
         else:
             if not save:  # inference: long chunks load more per step (the backward's chunk is irrelevant)
@@ -383,7 +423,7 @@ def _backward_seq(
     k, n = B.shape[1], A.shape[1]
     block_d, block_n = SEQ_BWD_BLOCK_D, _pow2(n)
     f32 = {"device": u.device, "dtype": torch.float32}
-    seg_len, n_seg = _segments(bsz, k, d, length, chunk, seg_len, block_d)
+    seg_len, n_seg = _segments(bsz, k, d, length, chunk, seg_len, block_d, backward=True)
     at = A.t().contiguous()
     grid = (bsz * k, -(-d // block_d), n_seg)
     seg_g, seg_dt = _segment_buffers(bsz * k, n_seg, n, d, A)
@@ -395,7 +435,7 @@ def _backward_seq(
             *delta.stride(), *C.stride(), *dout.stride(),
             HAS_BIAS=delta_bias is not None, SOFTPLUS=delta_softplus,
             BLOCK_D=block_d, BLOCK_N=block_n, UNROLL=min(8, chunk), num_warps=max(1, block_d // 32),
-            STAGES=PIPELINE_STAGES,
+            STAGES=PIPELINE_STAGES["bwd_seg"],
         )  # fmt: skip
     # channels (or states) innermost, like the step kernel's tiles; returned as views of the contract
     du = torch.zeros(bsz, length, d, **f32)
@@ -414,7 +454,7 @@ def _backward_seq(
         *u.stride(), *delta.stride(), *B.stride(), *C.stride(), *dout.stride(),
         HAS_D=D is not None, HAS_BIAS=delta_bias is not None, SOFTPLUS=delta_softplus,
         BLOCK_D=block_d, BLOCK_N=block_n, CHUNK=chunk, SPLIT=n_seg > 1, num_warps=max(1, block_d // 32),
-        STAGES=PIPELINE_STAGES,
+        STAGES=PIPELINE_STAGES["bwd_seq"],
     )  # fmt: skip
     return (
         du.transpose(1, 2),
@@ -442,7 +482,7 @@ def hybrid_selective_scan_triton(
     num_warps: int = 2,
     fwd_kernel: str = "auto",
     fwd_block_d: int | None = None,
-    unroll: int = 8,
+    unroll: int | None = None,
     bwd_kernel: str | None = None,
     seg_len: int | None = None,
     dt_weight: Tensor | None = None,
@@ -454,7 +494,8 @@ def hybrid_selective_scan_triton(
     keeps the R-wide input instead of the K x D-wide delta (``projections.low_rank_delta``).
 
     Forward: ``fwd_kernel="seq"`` gives each thread one channel's N states and walks L step by step,
-    ``fwd_block_d`` channels per program (default 32; one warp per 32), ``unroll`` steps unrolled;
+    ``fwd_block_d`` channels per program (default 32; one warp per 32), ``unroll`` steps unrolled
+    (default :data:`SEQ_UNROLL`);
     ``"chunk"`` is the chunked associative scan; ``"auto"`` (default) picks one per call from the shape
     (see ``_forward_config``). The forward saves the state entering every ``chunk`` steps.
 
@@ -471,6 +512,7 @@ def hybrid_selective_scan_triton(
     _check_shapes(u, delta, A, B, C, D, delta_bias, orders, dt_weight)
     block_d, chunk = _launch_config(u.shape[1], A.shape[1], u.shape[2], block_d, chunk)
     bsz, d, length = u.shape
+    unroll = unroll or SEQ_UNROLL
     fwd = _forward_config(bsz, orders.shape[0], d, length, chunk, fwd_kernel, fwd_block_d, unroll, seg_len)
     bwd_kernel = bwd_kernel or BWD_KERNEL
     if bwd_kernel not in ("chunk", "seq"):
