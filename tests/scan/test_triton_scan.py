@@ -222,3 +222,54 @@ def test_pipeline_stages_setting(monkeypatch: pytest.MonkeyPatch) -> None:
         with pytest.raises(ConfigError, match="pipeline stages: bad entry"):
             ts.set_pipeline_stages(bad)
     assert ts.PIPELINE_STAGES == {"fwd_seq": 1, "fwd_seg": 2, "bwd_seq": 4, "bwd_seg": 2}
+
+
+_AUTOCAST_SCRIPT = textwrap.dedent(
+    """
+    import json
+    import torch
+    from mambaad.scan.orders import scan_orders
+    from mambaad.scan.triton_scan import hybrid_selective_scan
+
+    torch.manual_seed(5)
+    b, k, d, n, r, h, w = 1, 4, 5, 3, 2, 3, 11
+    orders = scan_orders("hilbert", h, w, k)
+    u16 = torch.randn(b, h * w, d).bfloat16().transpose(1, 2)  # bf16 as a conv gives it under autocast
+    x_dbl = torch.randn(b, k, h * w, r + 2 * n)  # fp32 (SS2D casts x_proj's output)
+    dts, B, C = (t.transpose(2, 3) for t in x_dbl.split([r, n, n], dim=3))
+    A, D, bias = -torch.rand(k * d, n) - 0.1, torch.randn(k * d), torch.randn(k * d) * 0.3
+    weight = torch.randn(k, d, r) * 0.6
+
+    def run(u, autocast):
+        xs = [t.detach().clone().requires_grad_() for t in (u, dts, A, B, C, D, bias, weight)]
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
+            y = hybrid_selective_scan(*xs[:7], orders, backend="triton", dt_weight=xs[7])
+        y.backward(torch.linspace(-1, 1, y.numel()).view_as(y))
+        return y, xs
+
+    y_ac, xs_ac = run(u16, True)
+    y_32, xs_32 = run(u16.float(), False)  # the same values in fp32, no autocast
+    errs = {"y": (y_ac - y_32).abs().max().item()}
+    for name, a, r in zip(["u", "dts", "A", "B", "C", "D", "bias", "weight"], xs_ac, xs_32):
+        errs[name] = (a.grad.float() - r.grad).abs().max().item() / r.grad.abs().max().item()
+    print("RESULTS" + json.dumps({"errs": errs, "y_dtype": str(y_ac.dtype), "du_dtype": str(xs_ac[0].grad.dtype)}))
+    """
+)
+
+
+def test_bf16_inputs_under_autocast_are_scanned_in_fp32() -> None:
+    """Under autocast a bf16 u is read in fp32 and delta = dt_proj(dts) computed in dts' dtype (fp32 here):
+    the same output and gradients as an fp32 run on the same values, u's gradient in bf16."""
+    env = dict(os.environ, TRITON_INTERPRET="1")
+    env["PYTHONPATH"] = (
+        str(Path(__file__).resolve().parents[2] / "src") + os.pathsep + env.get("PYTHONPATH", "")
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", _AUTOCAST_SCRIPT], env=env, capture_output=True, text=True, timeout=300
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    out = json.loads(next(x for x in proc.stdout.splitlines() if x.startswith("RESULTS"))[len("RESULTS") :])
+    assert out["y_dtype"] == "torch.float32" and out["du_dtype"] == "torch.bfloat16"
+    assert out["errs"]["y"] < 1e-6, out
+    for name, err in out["errs"].items():
+        assert err < (4e-3 if name == "u" else 1e-6), (name, out)  # u's gradient is rounded to bf16

@@ -283,9 +283,12 @@ class _HybridScanFn(torch.autograd.Function):
         dt_weight: Tensor | None,
     ) -> Tensor:
         kern = _kernels()
+        # u is read in fp32 (the bf16 original is saved); the step kernels ran slower on bf16 inputs
+        u_in, u = u, u.float()
         dts = None
         if dt_weight is not None:  # delta = dt_proj(dts): used here, recomputed in the backward, not saved
-            dts, delta = delta, low_rank_delta(delta, dt_weight)
+            with torch.autocast(u.device.type, enabled=False):  # dts' dtype, as in the backward's recompute
+                dts, delta = delta, low_rank_delta(delta, dt_weight)
         bsz, d, length = u.shape
         k, n = B.shape[1], A.shape[1]
         n_chunks = -(-length // chunk)
@@ -339,7 +342,7 @@ class _HybridScanFn(torch.autograd.Function):
             )  # fmt: skip
         if save:
             first = delta if dts is None else dts
-            ctx.save_for_backward(u, first, A, B, C, D, delta_bias, orders32, states, dt_weight)
+            ctx.save_for_backward(u_in, first, A, B, C, D, delta_bias, orders32, states, dt_weight)
             ctx.cfg = (delta_softplus, block_d, chunk, num_warps, n_chunks, bwd_kind, fwd[3])
         return out
 
@@ -349,6 +352,7 @@ class _HybridScanFn(torch.autograd.Function):
         bwd_kind = ctx.cfg[5]  # cfg: (softplus, block_d, chunk, warps, n_chunks, bwd_kind, seg_len)
         backward = _backward_seq if bwd_kind == "seq" else _backward_chunk
         inputs, dt_weight = list(saved[:9]), saved[9]
+        inputs[0] = inputs[0].float()
         if dt_weight is not None:
             inputs[1] = low_rank_delta(saved[1], dt_weight)
         grads = list(backward(dout, *inputs, ctx.cfg))
