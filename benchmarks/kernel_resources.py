@@ -1,12 +1,14 @@
 """Registers, spills and shared memory of the Triton step kernels on Hopper, computed without a GPU.
 
-    PYTHONPATH=src python benchmarks/kernel_resources.py [--stages 1 2] [--arch 90]
+    PYTHONPATH=src python benchmarks/kernel_resources.py [--stages 1 2] [--arch 90] [--maxnreg 200 168]
 
 Compiles each step kernel of ``mambaad.scan._triton_kernels`` for ``sm_<arch>`` with Triton's own
 compiler and runs the ``ptxas -v`` that ships with Triton on its PTX: a register count near 255 or any
 spill means few warps per SM, the first thing to check before spending GPU time on a kernel change.
 Launch settings as ``triton_scan`` uses them for MambaAD (32 channels per program, N = 16, fp32 inputs,
-unroll 8, chunk 16), for every ``PIPELINE_STAGES`` value given.
+unroll 8, chunk 16), for every ``PIPELINE_STAGES`` value given. As at run time, pointers, sizes and the
+strides that are multiples of 16 at MambaAD's shapes are specialised as such (Triton's divisibility
+hints): without them the kernels vectorise less and get other layouts and register counts.
 """
 
 from __future__ import annotations
@@ -45,10 +47,23 @@ def signature(fn: triton.JITFunction, constexprs: dict) -> dict[str, str]:
     return out
 
 
-def resources(fn: triton.JITFunction, constexprs: dict, arch: int) -> str:
+def divisibility(fn: triton.JITFunction, constexprs: dict) -> dict:
+    """Triton's run-time specialisation: 16-byte aligned pointers, D, L, N and every stride but the
+    per-position ones (``s*_l``: B / C rows are R + 2N elements) divisible by 16."""
+    attrs = {}
+    for i, name in enumerate(fn.arg_names):
+        wide = name.endswith("_ptr") or name in ("D", "L", "N") or (name[0] == "s" and not name.endswith("_l"))
+        if name not in constexprs and wide:
+            attrs[(i,)] = [["tt.divisibility", 16]]
+    return attrs
+
+
+def resources(fn: triton.JITFunction, constexprs: dict, arch: int, maxnreg: int | None = None) -> str:
     """ptxas's one-line summary (registers, spills) and Triton's shared-memory size of one compilation."""
-    src = ASTSource(fn=fn, signature=signature(fn, constexprs), constexprs=constexprs)
-    compiled = triton.compile(src, target=GPUTarget("cuda", arch, 32), options={"num_warps": 1})
+    sig = signature(fn, constexprs)
+    src = ASTSource(fn=fn, signature=sig, constexprs=constexprs, attrs=divisibility(fn, constexprs))
+    options = {"num_warps": 1, **({"maxnreg": maxnreg} if maxnreg else {})}
+    compiled = triton.compile(src, target=GPUTarget("cuda", arch, 32), options=options)
     ptxas = os.path.join(os.path.dirname(triton.__file__), "backends", "nvidia", "bin", "ptxas")
     with tempfile.NamedTemporaryFile("w", suffix=".ptx", delete=False) as f:
         f.write(compiled.asm["ptx"])
@@ -69,12 +84,15 @@ def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--stages", type=int, nargs="*", default=[1, 2])
     p.add_argument("--arch", type=int, default=90)
+    p.add_argument("--maxnreg", type=int, nargs="*", default=[], help="register caps to compile bwd_seq with")
     args = p.parse_args()
     for name, constexprs in KERNELS.items():
         fn = getattr(kern, name)
         for stages in args.stages:
             used = {k: v for k, v in {**constexprs, "STAGES": stages}.items() if k in fn.arg_names}
             print(f"{name:15s} stages {stages}: {resources(fn, used, args.arch)}")
+            for cap in args.maxnreg if name == "bwd_seq_kernel" else []:
+                print(f"{name:15s} stages {stages} maxnreg {cap}: {resources(fn, used, args.arch, cap)}")
     return 0
 
 

@@ -160,6 +160,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "--triton-stages",
         help="software-pipelining stages of the Triton step kernels: N or fwd_seq=N,bwd_seq=M,...",
     )
+    p.add_argument("--triton-bwd-maxnreg", type=int, help="register cap of the Triton step-layout backward")
     p.add_argument("--steps", type=int, default=10)
     p.add_argument("--warmup", type=int, default=3)
     p.add_argument("--json", action="store_true", help="one JSON line per result")
@@ -169,7 +170,7 @@ def run(args: argparse.Namespace) -> int:
     """Measure every (backend, mode, batch size) combination and print one line each."""
     modes = [m for m, on in (("train", args.train), ("infer", args.infer)) if on] or ["train", "infer"]
     device = torch.device(args.device)
-    if args.triton_bwd or args.triton_split is not None or args.triton_stages:
+    if args.triton_bwd or args.triton_split is not None or args.triton_stages or args.triton_bwd_maxnreg:
         from mambaad.scan import triton_scan
 
         triton_scan.BWD_KERNEL = args.triton_bwd or triton_scan.BWD_KERNEL
@@ -177,6 +178,7 @@ def run(args: argparse.Namespace) -> int:
             triton_scan.set_pipeline_stages(args.triton_stages)
         if args.triton_split is not None:
             triton_scan.SPLIT_PROGRAMS = args.triton_split
+        triton_scan.BWD_SEQ_MAXNREG = args.triton_bwd_maxnreg or triton_scan.BWD_SEQ_MAXNREG
     for backend in args.backend or ["auto"]:
         model = create_model(args.model, encoder=args.encoder, scan_backend=backend).to(device)
         for mode in modes:

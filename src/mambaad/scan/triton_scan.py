@@ -141,6 +141,11 @@ SEQ_BLOCK_D = 32  # channels per program of the step forward (one warp; H200 swe
 # Channels per program of the step-layout backward (one warp). 16 or 8 (2 or 4 threads per channel, fewer
 # registers) measured slower at batch 16 on an H200, as did 16 in the forward (docs/benchmarks.md, session 4).
 SEQ_BWD_BLOCK_D = 32
+# Register cap of the step-layout backward (Triton's ``maxnreg``; None: the compiler's choice). Compiled for
+# sm_90 as at run time (``benchmarks/kernel_resources.py --maxnreg``, 2026-11-28) it takes 249 registers at 3
+# stages: 8 warps per SM. Capped at 200: 28 B spilled, 10 warps; at 168: 136 B, 12 warps. Not yet timed
+# (``benchmarks/sweep_registers.sh``), so no cap by default.
+BWD_SEQ_MAXNREG: int | None = None
 SEQ_UNROLL = 8  # steps unrolled per iteration of the forward step kernels (their gathers issue together)
 # Default backward kernel, "seq" or "chunk". On an H200 at batch 16 (2026-11-28) "seq" made forward +
 # backward 1.4-2.3x faster per stage and the training step 154 vs 100 img/s; benchmarks switch it.
@@ -160,10 +165,9 @@ MIN_SEGMENT = 64  # shortest segment: each costs a pass over its steps and a com
 SPLIT_MIN_LENGTH = 512  # at L <= 256 the split measured slower at batch 1 and 16
 # Software pipelining of the step kernels' loops (``tl.range(num_stages=...)``), per kernel: with 2 or
 # more stages Triton issues the next iterations' gathers as asynchronous copies into shared memory while
-# this one computes (the loops wait on those gathers) and the kernels need fewer registers (sm_90:
-# fwd_seq 255 + spills -> 189 at 2 stages, fwd_seg 152 -> 80, bwd_seq 254 -> 230). 1 = a plain loop.
-# Timed per kernel on an H200 at batch 16 (docs/benchmarks.md, session 5): the forward step kernel is
-# fastest unpipelined, the others pipelined; set with :func:`set_pipeline_stages`.
+# this one computes (the loops wait on those gathers); 1 = a plain loop. Timed per kernel in one training
+# step on an H200 at batch 16 (docs/benchmarks.md, session 5): bwd_seq 29.4 -> 24.8 ms at 3 stages,
+# fwd_seg 4.0 -> 2.9 at 2, fwd_seq and bwd_seg fastest unpipelined. Set with :func:`set_pipeline_stages`.
 PIPELINE_STAGES: dict[str, int] = {"fwd_seq": 1, "fwd_seg": 2, "bwd_seq": 3, "bwd_seg": 1}
 
 
@@ -458,7 +462,7 @@ def _backward_seq(
         *u.stride(), *delta.stride(), *B.stride(), *C.stride(), *dout.stride(),
         HAS_D=D is not None, HAS_BIAS=delta_bias is not None, SOFTPLUS=delta_softplus,
         BLOCK_D=block_d, BLOCK_N=block_n, CHUNK=chunk, SPLIT=n_seg > 1, num_warps=max(1, block_d // 32),
-        STAGES=PIPELINE_STAGES["bwd_seq"],
+        STAGES=PIPELINE_STAGES["bwd_seq"], **({"maxnreg": BWD_SEQ_MAXNREG} if BWD_SEQ_MAXNREG else {}),
     )  # fmt: skip
     return (
         du.transpose(1, 2),
