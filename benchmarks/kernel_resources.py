@@ -52,7 +52,9 @@ def divisibility(fn: triton.JITFunction, constexprs: dict) -> dict:
     per-position ones (``s*_l``: B / C rows are R + 2N elements) divisible by 16."""
     attrs = {}
     for i, name in enumerate(fn.arg_names):
-        wide = name.endswith("_ptr") or name in ("D", "L", "N") or (name[0] == "s" and not name.endswith("_l"))
+        wide = (
+            name.endswith("_ptr") or name in ("D", "L", "N") or (name[0] == "s" and not name.endswith("_l"))
+        )
         if name not in constexprs and wide:
             attrs[(i,)] = [["tt.divisibility", 16]]
     return attrs
