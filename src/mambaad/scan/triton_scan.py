@@ -146,7 +146,9 @@ SEQ_BWD_BLOCK_D = 32
 # stages: 8 warps per SM. Capped at 200: 28 B spilled, 10 warps; at 168: 136 B, 12 warps. Not yet timed
 # (``benchmarks/sweep_registers.sh``), so no cap by default.
 BWD_SEQ_MAXNREG: int | None = None
-SEQ_UNROLL = 8  # steps unrolled per iteration of the forward step kernels (their gathers issue together)
+# Steps unrolled per iteration of the forward step kernels (their gathers issue together); 4 measured the
+# same as 8 in the model on an H200 (session 5).
+SEQ_UNROLL = 8
 # Default backward kernel, "seq" or "chunk". On an H200 at batch 16 (2026-11-28) "seq" made forward +
 # backward 1.4-2.3x faster per stage and the training step 154 vs 100 img/s; benchmarks switch it.
 BWD_KERNEL = "seq"
