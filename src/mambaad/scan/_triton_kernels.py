@@ -244,13 +244,13 @@ def fwd_seq_kernel(
     BLOCK_D: tl.constexpr, BLOCK_N: tl.constexpr, UNROLL: tl.constexpr, SAVE_EVERY: tl.constexpr,
     SPLIT: tl.constexpr, STAGES: tl.constexpr,
 ):  # fmt: skip
-    # One thread per channel d holds all N states of (b, k, d) in registers and walks L one step at a
-    # time: no cross-thread scan, the minimum of work per step (one exp and a few FMAs per state).
+    # The program's N states of its BLOCK_D channels stay in registers while it walks L one step at a
+    # time: no parallel scan, the minimum of work per step (one exp and a few FMAs per state).
     # UNROLL steps are unrolled so their gathers issue together; their outputs are written by one atomic
     # add per block of UNROLL steps. The state entering every SAVE_EVERY-step chunk is saved for the
     # backward (same (B, K, n_chunks, N, D) layout as ``fwd_kernel``'s). Every tile is (N, BLOCK_D) with
-    # the channels innermost in memory, so Triton lays the channels across threads and the N states of a
-    # channel in one thread's registers.
+    # the channels innermost in memory; compiled for sm_90 Triton gives each thread 4 states x 4 channels
+    # of it (sums over N take 2 shuffle rounds), not one channel's N states.
     # SPLIT: L is cut into n_seg segments of seg_len steps, one program each (grid axis 2), so that a
     # long sequence keeps many programs busy; ``fwd_seg_kernel`` gave every segment but the last its
     # final state from a zero start and its sum of delta, and this program first combines the segments
@@ -433,7 +433,7 @@ def bwd_seq_kernel(
     BLOCK_D: tl.constexpr, BLOCK_N: tl.constexpr, CHUNK: tl.constexpr, SPLIT: tl.constexpr,
     STAGES: tl.constexpr,
 ):  # fmt: skip
-    # The step kernel's layout run backwards: one thread per channel with its N states in registers.
+    # The step kernel's layout run backwards: the program's (N, BLOCK_D) states in registers.
     # Chunks are visited in reverse; a chunk's states are first recomputed forward from the saved chunk
     # state into this program's scratch (slot j holds the state entering step j), then the adjoint
     #     g_t = exp(delta_{t+1} A) g_{t+1} + C_t dy_t

@@ -72,8 +72,8 @@ class DirectionProjection(torch.autograd.Function):
 def low_rank_delta(dts: Tensor, weight: Tensor) -> Tensor:
     """dt_proj: dts (B, K, R, L) and weight (K, D, R) -> delta (B, K, D, L), a view of (B, K, L, D) memory.
 
-    Computed in dts' dtype (bf16 under autocast, as the einsum would), so a recomputation in the backward,
-    outside autocast, gives the same values.
+    Computed in dts' dtype when called outside autocast (the Triton scan calls it so in its forward and in
+    its backward), so the backward's recomputation gives the forward's values.
     """
     return torch.einsum("bkrl,kdr->bkld", dts, weight.to(dts.dtype)).transpose(2, 3)
 

@@ -13,7 +13,7 @@ The x_proj / dt_proj projections of SS2D act on each position separately, so the
 permutation: computing them on the raster map gives the same values the permuted sequences would get.
 
 Kernels: one program per (b, k, block of channels). Two forwards: the step kernel (``fwd_seq_kernel``)
-gives each thread one channel's N states and walks L one step at a time (least work per step, but each
+keeps its channels' N states in registers and walks L one step at a time (least work per step, but each
 step waits on its gathers: it needs many programs to hide that latency); the chunked kernel
 (``fwd_kernel``) walks L in chunks of ``chunk`` positions, loads a whole chunk at once and runs the
 recurrence inside it as a parallel ``tl.associative_scan`` (state (BLOCK_D, N, chunk) in registers), the
@@ -503,7 +503,7 @@ def hybrid_selective_scan_triton(
     delta = dt_proj(delta) is computed before the kernels and again in the backward, so that autograd
     keeps the R-wide input instead of the K x D-wide delta (``projections.low_rank_delta``).
 
-    Forward: ``fwd_kernel="seq"`` gives each thread one channel's N states and walks L step by step,
+    Forward: ``fwd_kernel="seq"`` keeps the N states of its channels in registers and walks L step by step,
     ``fwd_block_d`` channels per program (default 32; one warp per 32), ``unroll`` steps unrolled
     (default :data:`SEQ_UNROLL`);
     ``"chunk"`` is the chunked associative scan; ``"auto"`` (default) picks one per call from the shape
