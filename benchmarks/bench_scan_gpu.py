@@ -123,9 +123,14 @@ def main() -> int:
     parser.add_argument(
         "--stages", default=None, help="software-pipelining stages of the step kernels: N or fwd_seq=N,..."
     )
+    parser.add_argument(
+        "--lane", default=None, help="one channel per lane in the forward step kernels: 0/1 or fwd_seq=1,..."
+    )
     args = parser.parse_args()
     if args.stages:
         triton_scan.set_pipeline_stages(args.stages)
+    if args.lane:
+        triton_scan.set_lane_layout(args.lane)
     if not torch.cuda.is_available():
         print("bench_scan_gpu: needs a CUDA device", file=sys.stderr)
         return 2

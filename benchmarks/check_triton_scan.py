@@ -117,6 +117,9 @@ def main() -> int:
     parser.add_argument(
         "--stages", default=None, help="pipelining stages of the step kernels: N or fwd_seq=N,..."
     )
+    parser.add_argument(
+        "--lane", default=None, help="one channel per lane in the forward step kernels: 0/1 or fwd_seq=1,..."
+    )
     parser.add_argument("--inner", default=None, help="selective-scan backend of the yardstick")
     parser.add_argument("--only", nargs="*", default=None, help="run only these case labels")
     parser.add_argument("--device", default="cuda", help="cuda; cpu only with TRITON_INTERPRET=1")
@@ -130,6 +133,8 @@ def main() -> int:
         triton_scan.MIN_SEGMENT = args.min_segment
     if args.stages is not None:
         triton_scan.set_pipeline_stages(args.stages)
+    if args.lane is not None:
+        triton_scan.set_lane_layout(args.lane)
     if DEVICE == "cuda" and not torch.cuda.is_available():
         print("check_triton_scan: needs a CUDA device", file=sys.stderr)
         return 2
@@ -138,7 +143,8 @@ def main() -> int:
     print(
         f"torch {torch.__version__}, device {name}, yardstick backend {inner}, backward "
         f"{triton_scan.BWD_KERNEL}, split to {triton_scan.SPLIT_PROGRAMS} programs, "
-        f"segments >= {triton_scan.MIN_SEGMENT} steps"
+        f"segments >= {triton_scan.MIN_SEGMENT} steps, stages {triton_scan.PIPELINE_STAGES}, "
+        f"lane layout {triton_scan.LANE_LAYOUT}"
     )
     f32, bf16 = torch.float32, torch.bfloat16
     cases = [

@@ -8,7 +8,9 @@ spill means few warps per SM, the first thing to check before spending GPU time 
 Launch settings as ``triton_scan`` uses them for MambaAD (32 channels per program, N = 16, fp32 inputs,
 unroll 8, chunk 16), for every ``PIPELINE_STAGES`` value given. As at run time, pointers, sizes and the
 strides that are multiples of 16 at MambaAD's shapes are specialised as such (Triton's divisibility
-hints): without them the kernels vectorise less and get other layouts and register counts.
+hints) and the strides equal to 1 as the constant 1: without them the kernels vectorise differently and
+get other layouts and register counts. The forward kernels take ``triton_scan.LANE_LAYOUT``. The GPU
+machine's Triton (3.6) may allocate a few registers differently from the one here (3.8).
 """
 
 from __future__ import annotations
@@ -24,11 +26,31 @@ from triton.backends.compiler import GPUTarget
 from triton.compiler import ASTSource
 
 from mambaad.scan import _triton_kernels as kern
+from mambaad.scan.triton_scan import LANE_LAYOUT
 
-BASE = {"HAS_D": True, "HAS_BIAS": True, "SOFTPLUS": True, "BLOCK_D": 32, "BLOCK_N": 16}
+# strides that are 1 at MambaAD's layouts (channels / states innermost): Triton specialises an integer
+# argument equal to 1 as the constant 1
+ONES = {"su_d": 1, "sd_d": 1, "sb_n": 1, "sc_n": 1, "so_d": 1}
+BASE = {
+    **ONES,
+    "HAS_D": True,
+    "HAS_BIAS": True,
+    "SOFTPLUS": True,
+    "BLOCK_D": 32,
+    "BLOCK_N": 16,
+    "LANE": False,
+    "ROW_VEC": True,
+}
 KERNELS = {
-    "fwd_seq_kernel": {**BASE, "SAVE_STATES": True, "UNROLL": 8, "SAVE_EVERY": 16, "SPLIT": True},
-    "fwd_seg_kernel": {**BASE, "UNROLL": 8},
+    "fwd_seq_kernel": {
+        **BASE,
+        "SAVE_STATES": True,
+        "UNROLL": 8,
+        "SAVE_EVERY": 16,
+        "SPLIT": True,
+        "LANE": bool(LANE_LAYOUT["fwd_seq"]),
+    },
+    "fwd_seg_kernel": {**BASE, "UNROLL": 8, "LANE": bool(LANE_LAYOUT["fwd_seg"])},
     "bwd_seg_kernel": {**BASE, "UNROLL": 8},
     "bwd_seq_kernel": {**BASE, "CHUNK": 16, "SPLIT": True},
 }

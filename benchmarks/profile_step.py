@@ -26,14 +26,19 @@ def main() -> int:
     p.add_argument("--steps", type=int, default=3)
     p.add_argument("--rows", type=int, default=25)
     p.add_argument("--triton-stages", help="pipelining stages of the Triton step kernels: N or fwd_seq=N,...")
+    p.add_argument(
+        "--triton-lane", help="one channel per lane in the forward step kernels: 0/1 or fwd_seq=1,..."
+    )
     args = p.parse_args()
     if not torch.cuda.is_available():
         print("profile_step: needs a CUDA device", file=sys.stderr)
         return 2
-    if args.triton_stages is not None:
-        from mambaad.scan import triton_scan
+    from mambaad.scan import triton_scan
 
+    if args.triton_stages is not None:
         triton_scan.set_pipeline_stages(args.triton_stages)
+    if args.triton_lane is not None:
+        triton_scan.set_lane_layout(args.triton_lane)
     model = create_model("mambaad", encoder="resnet34").cuda()
     x = torch.randn(args.batch_size, 3, 256, 256, device="cuda")
     step = make_step(model, x, train=args.train, bf16=args.bf16)

@@ -49,6 +49,10 @@ CASES = [(*c, None) for c in CASES] + [
     ("L15_lowrank", 2, 8, 3, 2, 3, 5, 4, 2, "hilbert", True, True, True, "seq", "seq", None, 2),
     ("L33_lowrank_split", 1, 4, 5, 3, 3, 11, 4, None, "scan", True, True, True, "seq", "seq", 8, 3),
     ("L33_lowrank_chunk", 1, 4, 5, 3, 3, 11, 16, None, "scan", False, True, False, "chunk", "chunk", None, 1),
+    # _rows: B / C rows channels-last (the kernels' ROW_VEC)
+    ("L15_N4_lane_rows", 1, 2, 3, 4, 3, 5, 4, None, "hilbert", True, True, True, "seq", "seq", None, None),
+    ("L33_N4_split_lane_rows", 1, 4, 2, 4, 3, 11, 4, None, "scan", True, True, True, "seq", "seq", 8, 2),
+    ("L33_N3_split_lane", 1, 4, 2, 3, 3, 11, 4, None, "zigzag", False, True, False, "seq", "seq", 8, None),
 ]
 
 _SCRIPT = textwrap.dedent(
@@ -61,11 +65,16 @@ _SCRIPT = textwrap.dedent(
 
     torch.manual_seed(0)
     results = {}
+    default_lane = dict(triton_scan.LANE_LAYOUT)
     for name, b, k, d, n, h, w, chunk, block_d, curve, skip, softplus, cl, fwd, bwd, seg, rank in json.loads(
         sys.argv[1]
     ):
         length = h * w
         triton_scan.set_pipeline_stages(3 if name.endswith("_stages3") else 1)  # software-pipelined loops
+        # _lane: one channel per lane in both forward step kernels, _stages3: in neither, else the defaults
+        triton_scan.LANE_LAYOUT.update(default_lane)
+        if "_lane" in name or "_stages3" in name:
+            triton_scan.set_lane_layout(int("_lane" in name))
         orders = scan_orders(curve, h, w, k)
         f64 = torch.float64
         u = torch.randn(b, d, length, dtype=f64)
@@ -91,6 +100,9 @@ _SCRIPT = textwrap.dedent(
             x32[0] = x32[0].detach().transpose(1, 2).contiguous().transpose(1, 2).requires_grad_()
         if rank:
             x32[1] = x32[1].detach().transpose(2, 3).contiguous().transpose(2, 3).requires_grad_()
+        if "_rows" in name:  # (B, K, L, N) storage viewed as (B, K, N, L), as SS2D passes B and C
+            for i in (3, 4):
+                x32[i] = x32[i].detach().transpose(2, 3).contiguous().transpose(2, 3).requires_grad_()
         opts = {"dt_weight": x32[7]} if rank else {}
         y = hybrid_selective_scan(
             *x32[:7], orders, softplus, backend="triton", chunk=chunk, block_d=block_d, fwd_kernel=fwd,
@@ -222,6 +234,12 @@ def test_pipeline_stages_setting(monkeypatch: pytest.MonkeyPatch) -> None:
         with pytest.raises(ConfigError, match="pipeline stages: bad entry"):
             ts.set_pipeline_stages(bad)
     assert ts.PIPELINE_STAGES == {"fwd_seq": 1, "fwd_seg": 2, "bwd_seq": 4, "bwd_seg": 2}
+    monkeypatch.setattr(ts, "LANE_LAYOUT", dict(ts.LANE_LAYOUT))
+    ts.set_lane_layout("fwd_seq=1, fwd_seg=0")  # layouts take 0 or 1
+    assert ts.LANE_LAYOUT == {"fwd_seq": 1, "fwd_seg": 0}
+    for bad in ("2", "bwd_seq=1"):
+        with pytest.raises(ConfigError, match="lane layout: bad entry"):
+            ts.set_lane_layout(bad)
 
 
 _AUTOCAST_SCRIPT = textwrap.dedent(

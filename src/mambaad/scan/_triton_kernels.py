@@ -211,13 +211,27 @@ LOG2E = tl.constexpr(1.4426950408889634)
 
 
 @triton.jit
+def _channel_stride(K, LANE: tl.constexpr):
+    """1, as a value the compiler cannot see through when ``LANE``: the (N, BLOCK_D) tiles indexed with
+    it are not vectorised along the channels, and Triton then lays them out one channel per lane with
+    that channel's N states in the lane's registers (sums over N stay in the thread: no shuffles, and no
+    shared-memory layout conversions of the per-step (BLOCK_D,) inputs). Otherwise the channels are
+    contiguous and each thread holds 4 states x 4 channels."""
+    if LANE:
+        return tl.maximum(K, 1) // K
+    else:
+        return 1
+
+
+@triton.jit
 def _step_inputs(
     ord_base, t, L, u_base, d_base, b_base, c_base, su_l, sd_l, sb_l, sc_l, mask_d, mask_n, bias,
-    HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr,
+    HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr, ROW_VEC: tl.constexpr,
 ):  # fmt: skip
     """Step t of the step kernels: its pixel p, channel mask, u, biased dt_proj output, delta, B, C.
 
-    Steps past the end (t >= L) read nothing and give delta = 0, an identity step.
+    Steps past the end (t >= L) read nothing and give delta = 0, an identity step. ``ROW_VEC``: B and C
+    rows start 16-byte aligned (the launcher checked it), so their N values load as 4-wide vectors.
     """
     valid = t < L
     p = tl.load(ord_base + t, mask=valid, other=0)  # this step's raster pixel
@@ -226,8 +240,11 @@ def _step_inputs(
     raw = tl.load(d_base + p * sd_l, mask=m, other=0.0).to(tl.float32)
     raw, dt = _delta(raw, bias, HAS_BIAS, SOFTPLUS)
     dt = tl.where(m, dt, 0.0)
-    bt = tl.load(b_base + p * sb_l, mask=mask_n & valid, other=0.0).to(tl.float32)  # (BN,)
-    ct = tl.load(c_base + p * sc_l, mask=mask_n & valid, other=0.0).to(tl.float32)
+    pb, pc = p * sb_l, p * sc_l
+    if ROW_VEC:
+        pb, pc = tl.multiple_of(pb, 4), tl.multiple_of(pc, 4)
+    bt = tl.load(b_base + pb, mask=mask_n & valid, other=0.0).to(tl.float32)  # (BN,)
+    ct = tl.load(c_base + pc, mask=mask_n & valid, other=0.0).to(tl.float32)
     return p, m, u, raw, dt, bt, ct
 
 
@@ -243,6 +260,7 @@ def fwd_seq_kernel(
     HAS_D: tl.constexpr, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr, SAVE_STATES: tl.constexpr,
     BLOCK_D: tl.constexpr, BLOCK_N: tl.constexpr, UNROLL: tl.constexpr, SAVE_EVERY: tl.constexpr,
     SPLIT: tl.constexpr, STAGES: tl.constexpr,
+    LANE: tl.constexpr, ROW_VEC: tl.constexpr,
 ):  # fmt: skip
     # The program's N states of its BLOCK_D channels stay in registers while it walks L one step at a
     # time: no parallel scan, the minimum of work per step (one exp and a few FMAs per state).
@@ -250,7 +268,9 @@ def fwd_seq_kernel(
     # add per block of UNROLL steps. The state entering every SAVE_EVERY-step chunk is saved for the
     # backward (same (B, K, n_chunks, N, D) layout as ``fwd_kernel``'s). Every tile is (N, BLOCK_D) with
     # the channels innermost in memory; compiled for sm_90 Triton gives each thread 4 states x 4 channels
-    # of it (sums over N take 2 shuffle rounds), not one channel's N states.
+    # of it (sums over N take 2 shuffle rounds), or with LANE one channel's N states (``_channel_stride``;
+    # then each step adds its outputs at once). On an H200 LANE made this kernel slower (docs/benchmarks.md,
+    # session 6: 1.5x the instructions) and ``fwd_seg_kernel`` faster.
     # SPLIT: L is cut into n_seg segments of seg_len steps, one program each (grid axis 2), so that a
     # long sequence keeps many programs busy; ``fwd_seg_kernel`` gave every segment but the last its
     # final state from a zero start and its sum of delta, and this program first combines the segments
@@ -258,8 +278,9 @@ def fwd_seq_kernel(
     b, k, offs_d, offs_n, mask_d, mask_n, ch = _program_block(K, D, N, BLOCK_D, BLOCK_N)
     offs_j = tl.arange(0, UNROLL)
     mask_nd = mask_n[:, None] & mask_d[None, :]
+    cs = _channel_stride(K, LANE)  # 1; with LANE, one channel per lane (see _channel_stride)
     # A arrives transposed, (N, K*D): the channels of one state contiguous, like every tile here
-    a2 = tl.load(a_ptr + offs_n[:, None] * (K * D) + ch[None, :], mask=mask_nd, other=0.0).to(tl.float32)
+    a2 = tl.load(a_ptr + offs_n[:, None] * (K * D) + ch[None, :] * cs, mask=mask_nd, other=0.0).to(tl.float32)
     a2 = a2 * LOG2E  # (BN, BD): exp(x A) = exp2(x A log2 e)
     if HAS_D:
         dskip = tl.load(dskip_ptr + ch, mask=mask_d, other=0.0).to(tl.float32)
@@ -269,7 +290,7 @@ def fwd_seq_kernel(
     b_base = b_ptr + b * sb_b + k * sb_k + offs_n * sb_n  # (BN,)
     c_base = c_ptr + b * sc_b + k * sc_k + offs_n * sc_n
     o_base = out_ptr + b * so_b + offs_d[None, :] * so_d  # (1, BD)
-    hs_base = hs_ptr + (b * K + k) * n_chunks * N * D + offs_n[:, None] * D + offs_d[None, :]  # (BN, BD)
+    hs_base = hs_ptr + (b * K + k) * n_chunks * N * D + offs_n[:, None] * D + offs_d[None, :] * cs  # (BN, BD)
     ord_base = ord_ptr + k * L
     h = tl.zeros((BLOCK_N, BLOCK_D), dtype=tl.float32)
     t_start = 0
@@ -279,7 +300,8 @@ def fwd_seq_kernel(
         t_start = seg * seg_len
         t_end = tl.minimum(L, t_start + seg_len)
         h = _combine_segments(
-            h, seg_h_ptr, seg_dt_ptr, b * K + k, 0, seg, 1, n_seg, N, D, offs_n, offs_d, mask_nd, mask_d, a2
+            h, seg_h_ptr, seg_dt_ptr, b * K + k, 0, seg, 1, n_seg, N, D, offs_n, offs_d * cs, mask_nd, mask_d,
+            a2,
         )  # fmt: skip
     for t0 in tl.range(t_start, t_end, UNROLL, num_stages=STAGES):
         if SAVE_STATES:
@@ -287,20 +309,24 @@ def fwd_seq_kernel(
                 tl.store(hs_base + (t0 // SAVE_EVERY) * N * D, h, mask=mask_nd)
         y_tile = tl.zeros((UNROLL, BLOCK_D), dtype=tl.float32)
         for j in tl.static_range(UNROLL):
-            _, _, u, _, dt, bt, ct = _step_inputs(
+            p, m, u, _, dt, bt, ct = _step_inputs(
                 ord_base, t0 + j, L, u_base, d_base, b_base, c_base, su_l, sd_l, sb_l, sc_l, mask_d, mask_n,
-                bias, HAS_BIAS, SOFTPLUS,
+                bias, HAS_BIAS, SOFTPLUS, ROW_VEC,
             )  # fmt: skip
             h = tl.exp2(dt[None, :] * a2) * h + (dt * u)[None, :] * bt[:, None]  # (BN, BD)
             y = tl.sum(h * ct[:, None], axis=0)  # (BD,)
             if HAS_D:
                 y += dskip * u
-            y_tile = tl.where(offs_j[:, None] == j, y[None, :], y_tile)
-        offs_t = t0 + offs_j
-        mask_t = offs_t < L
-        pt = tl.load(ord_base + offs_t, mask=mask_t, other=0)  # (UNROLL,)
-        m_td = mask_t[:, None] & mask_d[None, :]
-        tl.atomic_add(o_base + pt[:, None] * so_l, y_tile, mask=m_td, sem="relaxed")
+            if LANE:  # y is one value per lane already: add it at once
+                tl.atomic_add(o_base + p * so_l, y[None, :], mask=m[None, :], sem="relaxed")
+            else:
+                y_tile = tl.where(offs_j[:, None] == j, y[None, :], y_tile)
+        if not LANE:
+            offs_t = t0 + offs_j
+            mask_t = offs_t < L
+            pt = tl.load(ord_base + offs_t, mask=mask_t, other=0)  # (UNROLL,)
+            m_td = mask_t[:, None] & mask_d[None, :]
+            tl.atomic_add(o_base + pt[:, None] * so_l, y_tile, mask=m_td, sem="relaxed")
 
 
 @triton.jit
@@ -324,13 +350,15 @@ def _combine_segments(
 
 @triton.jit
 def _segment_program(
-    a_ptr, bias_ptr, K, D, N, HAS_BIAS: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_N: tl.constexpr
-):
+    a_ptr, bias_ptr, K, D, N, HAS_BIAS: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_N: tl.constexpr,
+    LANE: tl.constexpr,
+):  # fmt: skip
     """The pass-1 kernels' program: ``_program_block`` plus the (N, D) mask, A * log2(e) from the
-    transposed (N, K*D) A, and the delta bias of its channels (0.0 without bias)."""
+    transposed (N, K*D) A, and the delta bias of its channels (0.0 without bias); LANE as in fwd_seq."""
     b, k, offs_d, offs_n, mask_d, mask_n, ch = _program_block(K, D, N, BLOCK_D, BLOCK_N)
     mask_nd = mask_n[:, None] & mask_d[None, :]
-    a2 = tl.load(a_ptr + offs_n[:, None] * (K * D) + ch[None, :], mask=mask_nd, other=0.0).to(tl.float32)
+    cs = _channel_stride(K, LANE)
+    a2 = tl.load(a_ptr + offs_n[:, None] * (K * D) + ch[None, :] * cs, mask=mask_nd, other=0.0).to(tl.float32)
     bias = _load_bias(bias_ptr, ch, mask_d, HAS_BIAS, False)
     return b, k, offs_d, offs_n, mask_d, mask_n, mask_nd, a2 * LOG2E, bias
 
@@ -352,12 +380,13 @@ def fwd_seg_kernel(
     sb_b, sb_k, sb_n, sb_l,
     HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr,
     BLOCK_D: tl.constexpr, BLOCK_N: tl.constexpr, UNROLL: tl.constexpr, STAGES: tl.constexpr,
+    LANE: tl.constexpr, ROW_VEC: tl.constexpr,
 ):  # fmt: skip
     # Pass 1 of the split forward: segment s = program_id(2) (every segment but the last) runs the
     # recurrence from h = 0 and stores its final state and its sum of delta (decay over the segment =
     # exp(A sum(delta))). No outputs; A arrives transposed (N, K*D) as in fwd_seq_kernel.
     b, k, offs_d, offs_n, mask_d, mask_n, mask_nd, a2, bias = _segment_program(
-        a_ptr, bias_ptr, K, D, N, HAS_BIAS, BLOCK_D, BLOCK_N
+        a_ptr, bias_ptr, K, D, N, HAS_BIAS, BLOCK_D, BLOCK_N, LANE
     )
     u_base = u_ptr + b * su_b + offs_d * su_d
     d_base = dl_ptr + b * sd_b + k * sd_k + offs_d * sd_d
@@ -370,13 +399,14 @@ def fwd_seg_kernel(
         for j in tl.static_range(UNROLL):
             _, _, u, _, dt, bt, _ = _step_inputs(
                 ord_base, t0 + j, L, u_base, d_base, b_base, b_base, su_l, sd_l, sb_l, sb_l, mask_d, mask_n,
-                bias, HAS_BIAS, SOFTPLUS,
+                bias, HAS_BIAS, SOFTPLUS, ROW_VEC,
             )  # fmt: skip
             h = tl.exp2(dt[None, :] * a2) * h + (dt * u)[None, :] * bt[:, None]
             dt_sum += dt
     _store_segment(
-        seg_h_ptr, seg_dt_ptr, (b * K + k) * n_seg + seg, h, dt_sum, N, D, offs_n, offs_d, mask_nd, mask_d
-    )
+        seg_h_ptr, seg_dt_ptr, (b * K + k) * n_seg + seg, h, dt_sum, N, D, offs_n,
+        offs_d * _channel_stride(K, LANE), mask_nd, mask_d,
+    )  # fmt: skip
 
 
 @triton.jit
@@ -388,12 +418,13 @@ def bwd_seg_kernel(
     so_b, so_d, so_l,
     HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr,
     BLOCK_D: tl.constexpr, BLOCK_N: tl.constexpr, UNROLL: tl.constexpr, STAGES: tl.constexpr,
+    ROW_VEC: tl.constexpr,
 ):  # fmt: skip
     # Pass 1 of the split backward: segment s = program_id(2) + 1 (every segment but the first) runs the
     # adjoint g_t = C_t dy_t + exp(delta_{t+1} A) g_{t+1} backwards from a zero carry and stores the
     # carry it hands to the segment before it, exp(delta_t0 A) g_t0, and its sum of delta.
     b, k, offs_d, offs_n, mask_d, mask_n, mask_nd, a2, bias = _segment_program(
-        a_ptr, bias_ptr, K, D, N, HAS_BIAS, BLOCK_D, BLOCK_N
+        a_ptr, bias_ptr, K, D, N, HAS_BIAS, BLOCK_D, BLOCK_N, False
     )
     d_base = dl_ptr + b * sd_b + k * sd_k + offs_d * sd_d
     c_base = c_ptr + b * sc_b + k * sc_k + offs_n * sc_n
@@ -408,7 +439,7 @@ def bwd_seg_kernel(
             t = t0 + UNROLL - 1 - jj
             p, m, _, _, dt, _, ct = _step_inputs(
                 ord_base, t, L, d_base, d_base, c_base, c_base, sd_l, sd_l, sc_l, sc_l, mask_d, mask_n,
-                bias, HAS_BIAS, SOFTPLUS,
+                bias, HAS_BIAS, SOFTPLUS, ROW_VEC,
             )  # fmt: skip
             dy = tl.load(g_base + p * so_l, mask=m, other=0.0).to(tl.float32)  # (BD,)
             carry = tl.exp2(dt[None, :] * a2) * (carry + ct[:, None] * dy[None, :])
@@ -431,7 +462,7 @@ def bwd_seq_kernel(
     so_b, so_d, so_l,
     HAS_D: tl.constexpr, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr,
     BLOCK_D: tl.constexpr, BLOCK_N: tl.constexpr, CHUNK: tl.constexpr, SPLIT: tl.constexpr,
-    STAGES: tl.constexpr,
+    STAGES: tl.constexpr, ROW_VEC: tl.constexpr,
 ):  # fmt: skip
     # The step kernel's layout run backwards: the program's (N, BLOCK_D) states in registers.
     # Chunks are visited in reverse; a chunk's states are first recomputed forward from the saved chunk
@@ -487,7 +518,7 @@ def bwd_seq_kernel(
             tl.store(scr_base + j * (BLOCK_N * BLOCK_D), h)
             _, _, u, _, dt, bt, _ = _step_inputs(
                 ord_base, t0 + j, L, u_base, d_base, b_base, c_base, su_l, sd_l, sb_l, sc_l, mask_d, mask_n,
-                bias, HAS_BIAS, SOFTPLUS,
+                bias, HAS_BIAS, SOFTPLUS, ROW_VEC,
             )  # fmt: skip
             h = tl.exp2(dt[None, :] * a2) * h + (dt * u)[None, :] * bt[:, None]
         tl.debug_barrier()
@@ -497,7 +528,7 @@ def bwd_seq_kernel(
             hp = tl.load(scr_base + j * (BLOCK_N * BLOCK_D))  # state entering step t
             p, m, u, raw, dt, bt, ct = _step_inputs(
                 ord_base, t0 + j, L, u_base, d_base, b_base, c_base, su_l, sd_l, sb_l, sc_l, mask_d, mask_n,
-                bias, HAS_BIAS, SOFTPLUS,
+                bias, HAS_BIAS, SOFTPLUS, ROW_VEC,
             )  # fmt: skip
             mn = mask_n & valid
             dy = tl.load(g_base + p * so_l, mask=m, other=0.0).to(tl.float32)  # (BD,)

@@ -171,26 +171,51 @@ SPLIT_MIN_LENGTH = 512  # at L <= 256 the split measured slower at batch 1 and 1
 # step on an H200 at batch 16 (docs/benchmarks.md, session 5): bwd_seq 29.4 -> 24.8 ms at 3 stages,
 # fwd_seg 4.0 -> 2.9 at 2, fwd_seq and bwd_seg fastest unpipelined. Set with :func:`set_pipeline_stages`.
 PIPELINE_STAGES: dict[str, int] = {"fwd_seq": 1, "fwd_seg": 2, "bwd_seq": 3, "bwd_seg": 1}
+# Layout of the forward step kernels' (N, BLOCK_D) state tile, per kernel: 1 = one channel per lane with its
+# N states in that lane's registers (``_channel_stride`` in the kernels: no shuffles and no shared-memory
+# layout conversions per step), 0 = 4 states x 4 channels per thread, Triton's choice for vectorised
+# channel loads. Set with :func:`set_lane_layout`.
+# H200, batch 16 (docs/benchmarks.md, session 6): fwd_seg at stage 3 551 -> 488 us with 1 (Nsight Compute),
+# fwd_seq 0.93 -> 1.36 ms (1.5x the instructions); inference 756 -> 760 img/s with fwd_seg alone at 1.
+LANE_LAYOUT: dict[str, int] = {"fwd_seq": 0, "fwd_seg": 1}
+
+
+def _set_per_kernel(
+    table: dict[str, int], spec: int | str, what: str, least: int, most: int | None = None
+) -> None:
+    """Set a per-kernel table from ``N`` (every kernel) or ``"fwd_seq=1,bwd_seq=3"`` (those kernels);
+    a bad entry raises ConfigError naming it and changes nothing."""
+    items = [part.strip() for part in str(spec).split(",") if part.strip()]
+    if len(items) == 1 and "=" not in items[0]:
+        items = [f"{name}={items[0]}" for name in table]
+    wanted = {}
+    for item in items:
+        name, _, value = item.partition("=")
+        if name not in table or not value.isdigit() or not least <= int(value) <= (most or int(value)):
+            bounds = f"N >= {least}" if most is None else f"{least} <= N <= {most}"
+            raise ConfigError(
+                f"triton {what}: bad entry {item!r} (want {bounds} or KERNEL=N, KERNEL one of "
+                f"{', '.join(table)})"
+            )
+        wanted[name] = int(value)
+    table.update(wanted)
 
 
 def set_pipeline_stages(spec: int | str) -> None:
     """Set :data:`PIPELINE_STAGES`: one count for every step kernel (``3``, ``"3"``) or some kernels'
     counts (``"fwd_seq=1,bwd_seq=3"``); the benchmarks' ``--triton-stages`` option."""
-    if isinstance(spec, int):
-        spec = str(spec)
-    items = [part.strip() for part in spec.split(",") if part.strip()]
-    if len(items) == 1 and "=" not in items[0]:
-        items = [f"{name}={items[0]}" for name in PIPELINE_STAGES]
-    wanted = {}
-    for item in items:
-        name, _, value = item.partition("=")
-        if name not in PIPELINE_STAGES or not value.isdigit() or int(value) < 1:
-            raise ConfigError(
-                f"triton pipeline stages: bad entry {item!r} (want N >= 1 or KERNEL=N, KERNEL one of "
-                f"{', '.join(PIPELINE_STAGES)})"
-            )
-        wanted[name] = int(value)
-    PIPELINE_STAGES.update(wanted)
+    _set_per_kernel(PIPELINE_STAGES, spec, "pipeline stages", 1)
+
+
+def set_lane_layout(spec: int | str) -> None:
+    """Set :data:`LANE_LAYOUT` (1 = one channel per lane) like :func:`set_pipeline_stages`; ``--triton-lane``."""
+    _set_per_kernel(LANE_LAYOUT, spec, "lane layout", 0, 1)
+
+
+def _row_vec(*rows: Tensor) -> bool:
+    """Whether the per-position rows of these (B, K, N, L) tensors (B and C) have strides that keep them
+    16-byte aligned when their start is: the kernels' ``ROW_VEC`` hint (Triton itself checks the start)."""
+    return all(t.stride(3) % 4 == 0 for t in rows)
 
 
 def _segments(
@@ -314,6 +339,7 @@ class _HybridScanFn(torch.autograd.Function):
         )  # fmt: skip
         flags = {"HAS_D": D is not None, "HAS_BIAS": delta_bias is not None, "SOFTPLUS": delta_softplus}
         kind, fwd_block_d, unroll, seg_len = fwd
+        row_vec = _row_vec(B, C)
         if kind == "seq":
             seg_len, n_seg = _segments(bsz, k, d, length, chunk, seg_len, fwd_block_d)
             at = A.t().contiguous()  # A as (N, K*D): channels innermost
@@ -330,12 +356,12 @@ class _HybridScanFn(torch.autograd.Function):
                     u, delta, at, B, args[6], orders32, seg_h, seg_dt, k, d, length, n, seg_len, n_seg,
                     *u.stride(), *delta.stride(), *B.stride(),
                     HAS_BIAS=flags["HAS_BIAS"], SOFTPLUS=delta_softplus, STAGES=PIPELINE_STAGES["fwd_seg"],
-                    **launch,
+                    LANE=bool(LANE_LAYOUT["fwd_seg"]), ROW_VEC=row_vec, **launch,
                 )  # fmt: skip
             kern["fwd_seq"][grid](
                 args[0], args[1], at, *args[3:10], seg_h, seg_dt, *args[10:15], seg_len, n_seg, *args[15:],
                 **flags, SAVE_STATES=save, SAVE_EVERY=chunk, SPLIT=n_seg > 1, STAGES=PIPELINE_STAGES["fwd_seq"],
-                **launch,
+                LANE=bool(LANE_LAYOUT["fwd_seq"]), ROW_VEC=row_vec, **launch,
             )  # fmt: skip
         else:
             if not save:  # inference: long chunks load more per step (the backward's chunk is irrelevant)
@@ -445,7 +471,7 @@ def _backward_seq(
             *delta.stride(), *C.stride(), *dout.stride(),
             HAS_BIAS=delta_bias is not None, SOFTPLUS=delta_softplus,
             BLOCK_D=block_d, BLOCK_N=block_n, UNROLL=min(8, chunk), num_warps=max(1, block_d // 32),
-            STAGES=PIPELINE_STAGES["bwd_seg"],
+            STAGES=PIPELINE_STAGES["bwd_seg"], ROW_VEC=_row_vec(C),
         )  # fmt: skip
     # channels (or states) innermost, like the step kernel's tiles; returned as views of the contract
     du = torch.zeros(bsz, length, d, **f32)
@@ -464,7 +490,7 @@ def _backward_seq(
         *u.stride(), *delta.stride(), *B.stride(), *C.stride(), *dout.stride(),
         HAS_D=D is not None, HAS_BIAS=delta_bias is not None, SOFTPLUS=delta_softplus,
         BLOCK_D=block_d, BLOCK_N=block_n, CHUNK=chunk, SPLIT=n_seg > 1, num_warps=max(1, block_d // 32),
-        STAGES=PIPELINE_STAGES["bwd_seq"], **({"maxnreg": BWD_SEQ_MAXNREG} if BWD_SEQ_MAXNREG else {}),
+        STAGES=PIPELINE_STAGES["bwd_seq"], ROW_VEC=_row_vec(B, C), **({"maxnreg": BWD_SEQ_MAXNREG} if BWD_SEQ_MAXNREG else {}),
     )  # fmt: skip
     return (
         du.transpose(1, 2),
