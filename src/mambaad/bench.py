@@ -20,7 +20,7 @@ import torch
 from torch import Tensor, nn
 
 from mambaad.engine.optim import fused_adam_ok
-from mambaad.engine.step import TrainStep
+from mambaad.engine.step import TrainStep, matmul_tf32
 from mambaad.models.registry import create_model
 
 
@@ -56,7 +56,8 @@ def make_step(
     """One training step (forward + loss + backward + clip 5 + AdamW, as the recipe) or one inference
     (``predict``: forward, anomaly maps, scores) on the batch ``x``; sets the model's train/eval mode.
     ``cuda_graph`` (training): the engine's :class:`~mambaad.engine.step.TrainStep` captures the step
-    after its warm-up steps and replays it; ``tf32`` (training): its matrix products on TF32 tensor cores."""
+    after its warm-up steps and replays it; ``tf32``: the fp32 matrix products on TF32 tensor cores
+    (``train.tf32`` / ``eval.tf32``)."""
     model.train(train)
 
     def autocast() -> contextlib.AbstractContextManager:
@@ -71,7 +72,7 @@ def make_step(
         return lambda: train_step(x)
 
     def infer() -> None:
-        with torch.no_grad(), autocast():
+        with torch.no_grad(), autocast(), matmul_tf32(tf32):
             model.predict(x)
 
     return infer
@@ -134,7 +135,7 @@ def measure(
         peak,
         torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
         graph,
-        tf32 and train,
+        tf32,
     )
 
 
@@ -150,7 +151,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--infer", action="store_true", help="time inference (default: both)")
     p.add_argument("--bf16", action="store_true", help="bf16 autocast")
     p.add_argument("--channels-last", action="store_true")
-    p.add_argument("--tf32", action="store_true", help="training: fp32 matrix products on TF32 tensor cores")
+    p.add_argument("--tf32", action="store_true", help="fp32 matrix products on TF32 tensor cores")
     p.add_argument("--cuda-graph", action="store_true", help="replay the step from a CUDA graph")
     p.add_argument("--triton-bwd", choices=["chunk", "seq"], help="backward kernel of the Triton scan")
     p.add_argument(
@@ -159,6 +160,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--triton-stages",
         help="software-pipelining stages of the Triton step kernels: N or fwd_seq=N,bwd_seq=M,...",
+    )
+    p.add_argument(
+        "--triton-lane", help="one channel per lane in Triton's forward step kernels: 0/1 or fwd_seq=1,..."
     )
     p.add_argument("--triton-bwd-maxnreg", type=int, help="register cap of the Triton step-layout backward")
     p.add_argument("--steps", type=int, default=10)
@@ -170,12 +174,15 @@ def run(args: argparse.Namespace) -> int:
     """Measure every (backend, mode, batch size) combination and print one line each."""
     modes = [m for m, on in (("train", args.train), ("infer", args.infer)) if on] or ["train", "infer"]
     device = torch.device(args.device)
-    if args.triton_bwd or args.triton_split is not None or args.triton_stages or args.triton_bwd_maxnreg:
+    tuned = (args.triton_stages, args.triton_lane, args.triton_bwd_maxnreg)
+    if args.triton_bwd or args.triton_split is not None or any(tuned):
         from mambaad.scan import triton_scan
 
         triton_scan.BWD_KERNEL = args.triton_bwd or triton_scan.BWD_KERNEL
         if args.triton_stages:
             triton_scan.set_pipeline_stages(args.triton_stages)
+        if args.triton_lane:
+            triton_scan.set_lane_layout(args.triton_lane)
         if args.triton_split is not None:
             triton_scan.SPLIT_PROGRAMS = args.triton_split
         triton_scan.BWD_SEQ_MAXNREG = args.triton_bwd_maxnreg or triton_scan.BWD_SEQ_MAXNREG

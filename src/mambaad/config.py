@@ -271,6 +271,9 @@ class EvalConfig:
     score: str = "max"  # image score from the map: "max" | "mean" | "topk"
     topk: int | None = None  # pixels averaged when score == "topk"
     target_fpr: float = 0.01  # false-positive rate on held-out normals for the calibrated threshold
+    # fp32 matrix products of evaluation on TF32 tensor cores (CUDA; 10-bit mantissa inputs, fp32 sums):
+    # faster inference, anomaly maps no longer within 1e-4 of the fp32 path (docs/benchmarks.md, session 6)
+    tf32: bool = False
 
     def __post_init__(self) -> None:
         _check(self.gaussian_sigma >= 0, "eval.gaussian_sigma", "must be >= 0", self.gaussian_sigma)

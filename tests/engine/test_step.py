@@ -99,3 +99,41 @@ def test_tf32_only_inside_the_step() -> None:
     TrainStep(loss_fn, opt, params, 0.0, contextlib.nullcontext, tf32=True)(torch.randn(2, 3, 64, 64))
     TrainStep(loss_fn, opt, params, 0.0, contextlib.nullcontext)(torch.randn(2, 3, 64, 64))
     assert seen == [True, before] and torch.backends.cuda.matmul.allow_tf32 == before
+
+
+def test_eval_tf32_only_inside_prediction() -> None:
+    """``eval.tf32``: the model predicts with TF32 matrix products allowed; the setting is restored after."""
+    from mambaad.config import DataConfig, EvalConfig
+    from mambaad.engine.evaluator import _predict
+
+    seen = []
+
+    class Probe(torch.nn.Module):
+        def predict(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+            seen.append(torch.backends.cuda.matmul.allow_tf32)
+            return torch.zeros(images.shape[0], 8, 8), torch.zeros(images.shape[0])
+
+    item = {"image": torch.zeros(3, 8, 8), "label": 0, "has_mask": False, "mask": torch.zeros(1, 8, 8)}
+    data = DataConfig(image_size=8, crop_size=8, num_workers=0)
+    before = torch.backends.cuda.matmul.allow_tf32
+
+    class Bar:
+        def update(self, n: int) -> None:
+            pass
+
+    for tf32 in (True, False):
+        out = _predict(
+            Probe(),
+            [item],
+            [0],
+            False,
+            data,
+            EvalConfig(tf32=tf32),
+            torch.device("cpu"),
+            1,
+            False,
+            False,
+            Bar(),
+        )
+        assert out["maps"].shape == (1, 8, 8)
+    assert seen == [True, before] and torch.backends.cuda.matmul.allow_tf32 == before

@@ -23,6 +23,7 @@ from torch import Tensor, nn
 from mambaad.config import DataConfig, EvalConfig
 from mambaad.data.sample import Sample, by_class, class_has_masks
 from mambaad.engine import distributed as dist
+from mambaad.engine.step import matmul_tf32
 from mambaad.metrics import evaluate
 from mambaad.metrics.evaluate import mean_over_classes
 from mambaad.metrics.functional import PIXEL_KEYS, with_mad
@@ -116,7 +117,7 @@ def _predict(
         images = batch["image"].to(device, non_blocking=True)  # (B, 3, S, S)
         if channels_last:
             images = images.contiguous(memory_format=torch.channels_last)
-        with autocast_context(device, bf16):
+        with autocast_context(device, bf16), matmul_tf32(eval_cfg.tf32):
             amaps, _ = model.predict(images)  # (B, S, S)
         amaps = amaps.float()
         sc = image_scores_from_maps(amaps, eval_cfg)
