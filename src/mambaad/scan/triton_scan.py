@@ -143,8 +143,8 @@ SEQ_BLOCK_D = 32  # channels per program of the step forward (one warp; H200 swe
 SEQ_BWD_BLOCK_D = 32
 # Register cap of the step-layout backward (Triton's ``maxnreg``; None: the compiler's choice). Compiled for
 # sm_90 as at run time (``benchmarks/kernel_resources.py --maxnreg``, 2026-11-28) it takes 249 registers at 3
-# stages: 8 warps per SM. Capped at 200: 28 B spilled, 10 warps; at 168: 136 B, 12 warps. Not yet timed
-# (``benchmarks/sweep_registers.sh``), so no cap by default.
+# stages: 8 warps per SM. Capped at 200: 28 B spilled, 10 warps; at 168: 136 B, 12 warps. Timed on an H200
+# (``benchmarks/sweep_registers.sh``, session 6): training 220.8 img/s uncapped, 213.7 at 200, 195.8 at 168.
 BWD_SEQ_MAXNREG: int | None = None
 # Steps unrolled per iteration of the forward step kernels (their gathers issue together); 4 measured the
 # same as 8 in the model on an H200 (session 5).
