@@ -275,19 +275,55 @@ _AUTOCAST_SCRIPT = textwrap.dedent(
 )
 
 
-def test_bf16_inputs_under_autocast_are_scanned_in_fp32() -> None:
-    """Under autocast a bf16 u is read in fp32 and delta = dt_proj(dts) computed in dts' dtype (fp32 here):
-    the same output and gradients as an fp32 run on the same values, u's gradient in bf16."""
+def _interpret(script: str) -> dict:
+    """Run ``script`` under Triton's interpreter in a subprocess; its JSON line after ``RESULTS``."""
     env = dict(os.environ, TRITON_INTERPRET="1")
     env["PYTHONPATH"] = (
         str(Path(__file__).resolve().parents[2] / "src") + os.pathsep + env.get("PYTHONPATH", "")
     )
     proc = subprocess.run(
-        [sys.executable, "-c", _AUTOCAST_SCRIPT], env=env, capture_output=True, text=True, timeout=300
+        [sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=300
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
-    out = json.loads(next(x for x in proc.stdout.splitlines() if x.startswith("RESULTS"))[len("RESULTS") :])
+    return json.loads(next(x for x in proc.stdout.splitlines() if x.startswith("RESULTS"))[len("RESULTS") :])
+
+
+def test_bf16_inputs_under_autocast_are_scanned_in_fp32() -> None:
+    """Under autocast a bf16 u is read in fp32 and delta = dt_proj(dts) computed in dts' dtype (fp32 here):
+    the same output and gradients as an fp32 run on the same values, u's gradient in bf16."""
+    out = _interpret(_AUTOCAST_SCRIPT)
     assert out["y_dtype"] == "torch.float32" and out["du_dtype"] == "torch.bfloat16"
     assert out["errs"]["y"] < 1e-6, out
     for name, err in out["errs"].items():
         assert err < (4e-3 if name == "u" else 1e-6), (name, out)  # u's gradient is rounded to bf16
+
+
+_SOFTPLUS_SCRIPT = textwrap.dedent(
+    """
+    import json
+    import torch
+    import triton
+    import triton.language as tl
+    from mambaad.scan._triton_kernels import _softplus
+
+    @triton.jit
+    def kernel(x_ptr, out_ptr, n, BLOCK: tl.constexpr):
+        offs = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
+        tl.store(out_ptr + offs, _softplus(tl.load(x_ptr + offs, mask=offs < n)), mask=offs < n)
+
+    x = torch.linspace(-40, 40, 20001)
+    out = torch.empty_like(x)
+    kernel[(triton.cdiv(x.numel(), 1024),)](x, out, x.numel(), BLOCK=1024)
+    ref = torch.nn.functional.softplus(x.double())
+    rel = ((out.double() - ref).abs() / ref).max().item()
+    print("RESULTS" + json.dumps({"rel": rel, "at_minus_30": out[x.numel() // 8].item()}))
+    """
+)
+
+
+def test_softplus_keeps_its_relative_accuracy_everywhere() -> None:
+    """The kernels' softplus (log1p of e^-|x| by an atanh series) is within 1e-5 relative of torch's in
+    fp32 over [-40, 40], also where log(1 + exp(x)) would round e^x away (x < -17)."""
+    out = _interpret(_SOFTPLUS_SCRIPT)
+    assert out["rel"] < 1e-5, out
+    assert 0.0 < out["at_minus_30"] < 1e-12, out  # softplus(-30) = 9.4e-14, not 0

@@ -6,6 +6,8 @@ Kept apart so that ``import mambaad`` never imports triton; see ``triton_scan`` 
 import triton
 import triton.language as tl
 
+LOG2E = tl.constexpr(1.4426950408889634)
+
 
 @triton.jit
 def _lin_combine(a1, b1, a2, b2):
@@ -15,7 +17,20 @@ def _lin_combine(a1, b1, a2, b2):
 
 @triton.jit
 def _softplus(x):
-    return tl.where(x > 20.0, x, tl.log(1.0 + tl.exp(tl.minimum(x, 20.0))))
+    """log(1 + e^x) = max(x, 0) + log1p(e^-|x|), the log1p as 2 atanh(s) with s = e / (2 + e) <= 1/3,
+    summed to s^15: ~1e-7 relative error apart from exp's own, where log(1 + exp(x)) loses e^x below
+    x ~ -17, in half the instructions of libdevice's log (one exp2 and an approximate division)."""
+    e = tl.exp2(-tl.abs(x) * LOG2E)  # (0, 1]
+    s = e / (2.0 + e)
+    z = s * s
+    p = z * (1.0 / 15.0) + 1.0 / 13.0
+    p = p * z + 1.0 / 11.0
+    p = p * z + 1.0 / 9.0
+    p = p * z + 1.0 / 7.0
+    p = p * z + 1.0 / 5.0
+    p = p * z + 1.0 / 3.0
+    p = p * z + 1.0
+    return tl.maximum(x, 0.0) + 2.0 * s * p
 
 
 @triton.jit
@@ -205,9 +220,6 @@ def bwd_kernel(
         tl.atomic_add(dd_ptr + ch, dd_acc, mask=mask_d, sem="relaxed")
     if HAS_BIAS:
         tl.atomic_add(dbias_ptr + ch, dbias_acc, mask=mask_d, sem="relaxed")
-
-
-LOG2E = tl.constexpr(1.4426950408889634)
 
 
 @triton.jit
