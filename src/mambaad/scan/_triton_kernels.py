@@ -242,8 +242,9 @@ def _step_inputs(
 ):  # fmt: skip
     """Step t of the step kernels: its pixel p, channel mask, u, biased dt_proj output, delta, B, C.
 
-    Steps past the end (t >= L) read nothing and give delta = 0, an identity step. ``ROW_VEC``: B and C
-    rows start 16-byte aligned (the launcher checked it), so their N values load as 4-wide vectors.
+    Steps past the end (t >= L) read nothing and give delta = 0, an identity step. ``ROW_VEC``: the B and
+    C row strides are multiples of 4 (the launcher checked it), so rows whose start Triton knows to be
+    16-byte aligned load their N values as 4-wide vectors.
     """
     valid = t < L
     p = tl.load(ord_base + t, mask=valid, other=0)  # this step's raster pixel
