@@ -472,6 +472,11 @@ def add_predict_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", action="store_true", help="JSON lines on stdout instead of the table")
     p.add_argument("--batch-size", type=int, default=8, metavar="N", help="images per forward (default 8)")
     p.add_argument("--device", default="auto", help="cpu | cuda | cuda:N | auto (default auto)")
+    p.add_argument(
+        "--tf32",
+        action="store_true",
+        help="CUDA: fp32 matrix products on TF32 tensor cores (faster; as eval.tf32)",
+    )
     p.add_argument("--threads", type=int, default=None, metavar="N", help=THREADS_HELP)
     p.epilog = (
         "Exit status 0 when at least one image was scored (unreadable ones are reported on stderr and "
@@ -496,7 +501,9 @@ def cmd_predict(args: argparse.Namespace) -> int:
         raise ConfigError(f"--batch-size must be >= 1, got {args.batch_size}")
     if args.threshold is not None and args.threshold_kind is not None:
         raise ConfigError("--threshold and --threshold-kind: give one of them")
-    predictor = load_predictor(args.checkpoint, resolve_device(args.device), args.threshold_kind or "fpr")
+    predictor = load_predictor(
+        args.checkpoint, resolve_device(args.device), args.threshold_kind or "fpr", tf32=args.tf32
+    )
     if args.threshold is not None:
         with_threshold(predictor, args.threshold)
     problems = 0

@@ -75,3 +75,18 @@ def test_nothing_readable_exits_1(trained_run: Path, tmp_path: Path, capsys: pyt
     assert main(["predict", str(tmp_path / "nope"), str(tmp_path)]) == 1
     assert capsys.readouterr().err.count("\n") == 1  # one line: the checkpoint is not found
     assert main(["predict", str(trained_run)]) == 2  # usage: no INPUT
+
+
+def test_tf32_option(trained_run: Path, synth_root: Path, capsys: pytest.CaptureFixture) -> None:
+    """``--tf32`` predicts with TF32 matrix products allowed (no effect on the CPU: the same records); an
+    .onnx model refuses it with a one-line error."""
+    from mambaad.deploy import predict as predict_mod
+
+    folder = str(synth_root / "disc" / "test" / "good")
+    runs = {}
+    for flag in ([], ["--tf32"]):
+        assert main(["predict", str(trained_run), folder, "--json", "--device", "cpu", *flag]) == 0
+        runs[bool(flag)] = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert runs[True] and runs[True] == runs[False]
+    with pytest.raises(predict_mod.ConfigError, match=r"--tf32: .*onnxruntime"):
+        predict_mod.load_predictor("model.onnx", "cpu", tf32=True)
