@@ -124,7 +124,9 @@ def main() -> int:
         "--stages", default=None, help="software-pipelining stages of the step kernels: N or fwd_seq=N,..."
     )
     parser.add_argument(
-        "--lane", default=None, help="one channel per lane in the forward step kernels: 0/1 or fwd_seq=1,..."
+        "--lane",
+        default=None,
+        help="LANE_LAYOUT of the forward step kernels (channels' contiguity hidden): 0/1 or fwd_seq=1,...",
     )
     args = parser.parse_args()
     if args.stages:

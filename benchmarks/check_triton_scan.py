@@ -118,7 +118,9 @@ def main() -> int:
         "--stages", default=None, help="pipelining stages of the step kernels: N or fwd_seq=N,..."
     )
     parser.add_argument(
-        "--lane", default=None, help="one channel per lane in the forward step kernels: 0/1 or fwd_seq=1,..."
+        "--lane",
+        default=None,
+        help="LANE_LAYOUT of the forward step kernels (channels' contiguity hidden): 0/1 or fwd_seq=1,...",
     )
     parser.add_argument("--inner", default=None, help="selective-scan backend of the yardstick")
     parser.add_argument("--only", nargs="*", default=None, help="run only these case labels")

@@ -27,7 +27,8 @@ def main() -> int:
     p.add_argument("--rows", type=int, default=25)
     p.add_argument("--triton-stages", help="pipelining stages of the Triton step kernels: N or fwd_seq=N,...")
     p.add_argument(
-        "--triton-lane", help="one channel per lane in the forward step kernels: 0/1 or fwd_seq=1,..."
+        "--triton-lane",
+        help="LANE_LAYOUT of the forward step kernels (channels' contiguity hidden): 0/1 or fwd_seq=1,...",
     )
     args = p.parse_args()
     if not torch.cuda.is_available():

@@ -162,7 +162,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="software-pipelining stages of the Triton step kernels: N or fwd_seq=N,bwd_seq=M,...",
     )
     p.add_argument(
-        "--triton-lane", help="one channel per lane in Triton's forward step kernels: 0/1 or fwd_seq=1,..."
+        "--triton-lane",
+        help="Triton forward step kernels' LANE_LAYOUT (channels' contiguity hidden): 0/1 or fwd_seq=1,...",
     )
     p.add_argument("--triton-bwd-maxnreg", type=int, help="register cap of the Triton step-layout backward")
     p.add_argument("--steps", type=int, default=10)

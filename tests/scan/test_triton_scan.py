@@ -71,7 +71,7 @@ _SCRIPT = textwrap.dedent(
     ):
         length = h * w
         triton_scan.set_pipeline_stages(3 if name.endswith("_stages3") else 1)  # software-pipelined loops
-        # _lane: one channel per lane in both forward step kernels, _stages3: in neither, else the defaults
+        # _lane: LANE_LAYOUT 1 in both forward step kernels, _stages3: in neither, else the defaults
         triton_scan.LANE_LAYOUT.update(default_lane)
         if "_lane" in name or "_stages3" in name:
             triton_scan.set_lane_layout(int("_lane" in name))

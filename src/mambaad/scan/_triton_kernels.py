@@ -225,10 +225,12 @@ def bwd_kernel(
 @triton.jit
 def _channel_stride(K, LANE: tl.constexpr):
     """1, as a value the compiler cannot see through when ``LANE``: the (N, BLOCK_D) tiles indexed with
-    it are not vectorised along the channels, and Triton then lays them out one channel per lane with
-    that channel's N states in the lane's registers (sums over N stay in the thread: no shuffles, and no
-    shared-memory layout conversions of the per-step (BLOCK_D,) inputs). Otherwise the channels are
-    contiguous and each thread holds 4 states x 4 channels."""
+    it are not vectorised along the channels. Otherwise the channels are contiguous and each thread holds
+    4 states x 4 channels. What Triton then picks depends on its version (SASS for sm_90, session 6):
+    3.8 lays the tile out one channel per lane with its N states in the lane's registers (no shuffles, no
+    shared-memory conversions per step); 3.6, the GPU machine's, 16 lanes along N x 2 along the channels
+    (each thread one state of 16 channels: sums over N take 4 shuffle rounds). An offset the compiler
+    cannot see through (``+ 0``) instead of this stride gives one channel per lane under both; untimed."""
     if LANE:
         return tl.maximum(K, 1) // K
     else:
@@ -281,9 +283,10 @@ def fwd_seq_kernel(
     # add per block of UNROLL steps. The state entering every SAVE_EVERY-step chunk is saved for the
     # backward (same (B, K, n_chunks, N, D) layout as ``fwd_kernel``'s). Every tile is (N, BLOCK_D) with
     # the channels innermost in memory; compiled for sm_90 Triton gives each thread 4 states x 4 channels
-    # of it (sums over N take 2 shuffle rounds), or with LANE one channel's N states (``_channel_stride``;
-    # then each step adds its outputs at once). On an H200 LANE made this kernel slower (docs/benchmarks.md,
-    # session 6: 1.5x the instructions) and ``fwd_seg_kernel`` faster.
+    # of it (sums over N take 2 shuffle rounds), or with LANE the layout ``_channel_stride`` describes (then
+    # each step adds its outputs at once). On an H200 (Triton 3.6) LANE made this kernel slower
+    # (docs/benchmarks.md, session 6: 1.5x the instructions, the sums over N in shuffles) and
+    # ``fwd_seg_kernel``, which sums nothing over N, faster.
     # SPLIT: L is cut into n_seg segments of seg_len steps, one program each (grid axis 2), so that a
     # long sequence keeps many programs busy; ``fwd_seg_kernel`` gave every segment but the last its
     # final state from a zero start and its sum of delta, and this program first combines the segments
@@ -291,7 +294,7 @@ def fwd_seq_kernel(
     b, k, offs_d, offs_n, mask_d, mask_n, ch = _program_block(K, D, N, BLOCK_D, BLOCK_N)
     offs_j = tl.arange(0, UNROLL)
     mask_nd = mask_n[:, None] & mask_d[None, :]
-    cs = _channel_stride(K, LANE)  # 1; with LANE, one channel per lane (see _channel_stride)
+    cs = _channel_stride(K, LANE)  # 1; with LANE opaque to the compiler (see _channel_stride)
     # A arrives transposed, (N, K*D): the channels of one state contiguous, like every tile here
     a2 = tl.load(a_ptr + offs_n[:, None] * (K * D) + ch[None, :] * cs, mask=mask_nd, other=0.0).to(tl.float32)
     a2 = a2 * LOG2E  # (BN, BD): exp(x A) = exp2(x A log2 e)

@@ -171,12 +171,13 @@ SPLIT_MIN_LENGTH = 512  # at L <= 256 the split measured slower at batch 1 and 1
 # step on an H200 at batch 16 (docs/benchmarks.md, session 5): bwd_seq 29.4 -> 24.8 ms at 3 stages,
 # fwd_seg 4.0 -> 2.9 at 2, fwd_seq and bwd_seg fastest unpipelined. Set with :func:`set_pipeline_stages`.
 PIPELINE_STAGES: dict[str, int] = {"fwd_seq": 1, "fwd_seg": 2, "bwd_seq": 3, "bwd_seg": 1}
-# Layout of the forward step kernels' (N, BLOCK_D) state tile, per kernel: 1 = one channel per lane with its
-# N states in that lane's registers (``_channel_stride`` in the kernels: no shuffles and no shared-memory
-# layout conversions per step), 0 = 4 states x 4 channels per thread, Triton's choice for vectorised
-# channel loads. Set with :func:`set_lane_layout`.
-# H200, batch 16 (docs/benchmarks.md, session 6): fwd_seg at stage 3 551 -> 488 us with 1 (Nsight Compute),
-# fwd_seq 0.93 -> 1.36 ms (1.5x the instructions); inference 756 -> 760 img/s with fwd_seg alone at 1.
+# Layout of the forward step kernels' (N, BLOCK_D) state tile, per kernel: 0 = 4 states x 4 channels per
+# thread, Triton's choice for vectorised channel loads; 1 = the channels' contiguity hidden from the
+# compiler (``_channel_stride`` in the kernels), meant as one channel per lane with its N states in that
+# lane's registers, which Triton 3.8 does; Triton 3.6 makes it one state of 16 channels per thread.
+# Set with :func:`set_lane_layout`. H200, Triton 3.6, batch 16 (docs/benchmarks.md, session 6): fwd_seg at
+# stage 3 551 -> 488 us with 1 (Nsight Compute), fwd_seq 0.93 -> 1.36 ms (1.5x the instructions);
+# inference 756 -> 760 img/s with fwd_seg alone at 1.
 LANE_LAYOUT: dict[str, int] = {"fwd_seq": 0, "fwd_seg": 1}
 
 
@@ -208,7 +209,7 @@ def set_pipeline_stages(spec: int | str) -> None:
 
 
 def set_lane_layout(spec: int | str) -> None:
-    """Set :data:`LANE_LAYOUT` (1 = one channel per lane) like :func:`set_pipeline_stages`; ``--triton-lane``."""
+    """Set :data:`LANE_LAYOUT` (1 = channels' contiguity hidden) like :func:`set_pipeline_stages`; ``--triton-lane``."""
     _set_per_kernel(LANE_LAYOUT, spec, "lane layout", 0, 1)
 
 
