@@ -120,7 +120,7 @@ def main() -> int:
     parser.add_argument(
         "--lane",
         default=None,
-        help="LANE_LAYOUT of the forward step kernels (channels' contiguity hidden): 0/1 or fwd_seq=1,...",
+        help="LANE_LAYOUT of the forward step kernels (see triton_scan): 0/1/2 or fwd_seq=2,...",
     )
     parser.add_argument("--inner", default=None, help="selective-scan backend of the yardstick")
     parser.add_argument("--only", nargs="*", default=None, help="run only these case labels")

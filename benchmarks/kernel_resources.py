@@ -40,7 +40,7 @@ BASE = {
     "SOFTPLUS": True,
     "BLOCK_D": 32,
     "BLOCK_N": 16,
-    "LANE": False,
+    "LANE": 0,
     "ROW_VEC": True,
 }
 KERNELS = {
@@ -50,9 +50,9 @@ KERNELS = {
         "UNROLL": 8,
         "SAVE_EVERY": 16,
         "SPLIT": True,
-        "LANE": bool(LANE_LAYOUT["fwd_seq"]),
+        "LANE": LANE_LAYOUT["fwd_seq"],
     },
-    "fwd_seg_kernel": {**BASE, "UNROLL": 8, "LANE": bool(LANE_LAYOUT["fwd_seg"])},
+    "fwd_seg_kernel": {**BASE, "UNROLL": 8, "LANE": LANE_LAYOUT["fwd_seg"]},
     "bwd_seg_kernel": {**BASE, "UNROLL": 8},
     "bwd_seq_kernel": {**BASE, "CHUNK": 16, "SPLIT": True},
 }

@@ -28,7 +28,7 @@ def main() -> int:
     p.add_argument("--triton-stages", help="pipelining stages of the Triton step kernels: N or fwd_seq=N,...")
     p.add_argument(
         "--triton-lane",
-        help="LANE_LAYOUT of the forward step kernels (channels' contiguity hidden): 0/1 or fwd_seq=1,...",
+        help="LANE_LAYOUT of the forward step kernels (see triton_scan): 0/1/2 or fwd_seq=2,...",
     )
     args = p.parse_args()
     if not torch.cuda.is_available():

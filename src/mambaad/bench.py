@@ -163,7 +163,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument(
         "--triton-lane",
-        help="Triton forward step kernels' LANE_LAYOUT (channels' contiguity hidden): 0/1 or fwd_seq=1,...",
+        help="Triton forward step kernels' LANE_LAYOUT (see triton_scan): 0/1/2 or fwd_seq=2,...",
     )
     p.add_argument("--triton-bwd-maxnreg", type=int, help="register cap of the Triton step-layout backward")
     p.add_argument("--steps", type=int, default=10)

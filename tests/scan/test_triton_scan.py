@@ -50,9 +50,10 @@ CASES = [(*c, None) for c in CASES] + [
     ("L33_lowrank_split", 1, 4, 5, 3, 3, 11, 4, None, "scan", True, True, True, "seq", "seq", 8, 3),
     ("L33_lowrank_chunk", 1, 4, 5, 3, 3, 11, 16, None, "scan", False, True, False, "chunk", "chunk", None, 1),
     # _rows: B / C rows channels-last (the kernels' ROW_VEC)
-    ("L15_N4_lane_rows", 1, 2, 3, 4, 3, 5, 4, None, "hilbert", True, True, True, "seq", "seq", None, None),
-    ("L33_N4_split_lane_rows", 1, 4, 2, 4, 3, 11, 4, None, "scan", True, True, True, "seq", "seq", 8, 2),
-    ("L33_N3_split_lane", 1, 4, 2, 3, 3, 11, 4, None, "zigzag", False, True, False, "seq", "seq", 8, None),
+    ("L15_N4_lane1_rows", 1, 2, 3, 4, 3, 5, 4, None, "hilbert", True, True, True, "seq", "seq", None, None),
+    ("L33_N4_split_lane1_rows", 1, 4, 2, 4, 3, 11, 4, None, "scan", True, True, True, "seq", "seq", 8, 2),
+    ("L33_N3_split_lane1", 1, 4, 2, 3, 3, 11, 4, None, "zigzag", False, True, False, "seq", "seq", 8, None),
+    ("L33_N4_split_lane2_rows", 1, 4, 2, 4, 3, 11, 4, None, "scan", True, True, True, "seq", "seq", 8, None),
 ]
 
 _SCRIPT = textwrap.dedent(
@@ -71,10 +72,10 @@ _SCRIPT = textwrap.dedent(
     ):
         length = h * w
         triton_scan.set_pipeline_stages(3 if name.endswith("_stages3") else 1)  # software-pipelined loops
-        # _lane: LANE_LAYOUT 1 in both forward step kernels, _stages3: in neither, else the defaults
+        # _laneK: LANE_LAYOUT K in both forward step kernels, _stages3: 0 in both, else the defaults
         triton_scan.LANE_LAYOUT.update(default_lane)
         if "_lane" in name or "_stages3" in name:
-            triton_scan.set_lane_layout(int("_lane" in name))
+            triton_scan.set_lane_layout(int(name.split("_lane")[1][0]) if "_lane" in name else 0)
         orders = scan_orders(curve, h, w, k)
         f64 = torch.float64
         u = torch.randn(b, d, length, dtype=f64)
@@ -235,9 +236,9 @@ def test_pipeline_stages_setting(monkeypatch: pytest.MonkeyPatch) -> None:
             ts.set_pipeline_stages(bad)
     assert ts.PIPELINE_STAGES == {"fwd_seq": 1, "fwd_seg": 2, "bwd_seq": 4, "bwd_seg": 2}
     monkeypatch.setattr(ts, "LANE_LAYOUT", dict(ts.LANE_LAYOUT))
-    ts.set_lane_layout("fwd_seq=1, fwd_seg=0")  # layouts take 0 or 1
-    assert ts.LANE_LAYOUT == {"fwd_seq": 1, "fwd_seg": 0}
-    for bad in ("2", "bwd_seq=1"):
+    ts.set_lane_layout("fwd_seq=2, fwd_seg=0")  # layouts take 0, 1 or 2
+    assert ts.LANE_LAYOUT == {"fwd_seq": 2, "fwd_seg": 0}
+    for bad in ("3", "bwd_seq=1"):
         with pytest.raises(ConfigError, match="lane layout: bad entry"):
             ts.set_lane_layout(bad)
 

@@ -223,18 +223,20 @@ def bwd_kernel(
 
 
 @triton.jit
-def _channel_stride(K, LANE: tl.constexpr):
-    """1, as a value the compiler cannot see through when ``LANE``: the (N, BLOCK_D) tiles indexed with
-    it are not vectorised along the channels. Otherwise the channels are contiguous and each thread holds
-    4 states x 4 channels. What Triton then picks depends on its version (SASS for sm_90, session 6):
-    3.8 lays the tile out one channel per lane with its N states in the lane's registers (no shuffles, no
-    shared-memory conversions per step); 3.6, the GPU machine's, 16 lanes along N x 2 along the channels
-    (each thread one state of 16 channels: sums over N take 4 shuffle rounds). An offset the compiler
-    cannot see through (``+ 0``) instead of this stride gives one channel per lane under both; untimed."""
-    if LANE:
-        return tl.maximum(K, 1) // K
+def _lane_channels(idx, K, LANE: tl.constexpr):
+    """Channel indices ``idx`` of the (N, BLOCK_D) tiles as the compiler is let see them, which decides the
+    tiles' layout (SASS for sm_90, docs/benchmarks.md session 6). LANE 0: as they are; Triton vectorises
+    the contiguous channels and each thread holds 4 states x 4 channels. 1: times an opaque 1 (no
+    contiguity): Triton 3.8 lays the tile out one channel per lane with its N states in the lane's
+    registers (no shuffles or shared-memory conversions per step); Triton 3.6, the GPU machine's, one
+    state of 16 channels per thread (sums over N in 4 shuffle rounds); this is what was timed. 2: plus an
+    opaque 0 (contiguous, alignment unknown, not vectorised): one channel per lane under both; untimed."""
+    if LANE == 1:
+        return idx * (tl.maximum(K, 1) // K)
+    elif LANE == 2:
+        return idx + (tl.maximum(K, 1) // K - 1)
     else:
-        return 1
+        return idx
 
 
 @triton.jit
@@ -283,7 +285,7 @@ def fwd_seq_kernel(
     # add per block of UNROLL steps. The state entering every SAVE_EVERY-step chunk is saved for the
     # backward (same (B, K, n_chunks, N, D) layout as ``fwd_kernel``'s). Every tile is (N, BLOCK_D) with
     # the channels innermost in memory; compiled for sm_90 Triton gives each thread 4 states x 4 channels
-    # of it (sums over N take 2 shuffle rounds), or with LANE the layout ``_channel_stride`` describes (then
+    # of it (sums over N take 2 shuffle rounds), or with LANE the layout ``_lane_channels`` describes (then
     # each step adds its outputs at once). On an H200 (Triton 3.6) LANE made this kernel slower
     # (docs/benchmarks.md, session 6: 1.5x the instructions, the sums over N in shuffles) and
     # ``fwd_seg_kernel``, which sums nothing over N, faster.
@@ -294,9 +296,10 @@ def fwd_seq_kernel(
     b, k, offs_d, offs_n, mask_d, mask_n, ch = _program_block(K, D, N, BLOCK_D, BLOCK_N)
     offs_j = tl.arange(0, UNROLL)
     mask_nd = mask_n[:, None] & mask_d[None, :]
-    cs = _channel_stride(K, LANE)  # 1; with LANE opaque to the compiler (see _channel_stride)
     # A arrives transposed, (N, K*D): the channels of one state contiguous, like every tile here
-    a2 = tl.load(a_ptr + offs_n[:, None] * (K * D) + ch[None, :] * cs, mask=mask_nd, other=0.0).to(tl.float32)
+    a2 = tl.load(
+        a_ptr + offs_n[:, None] * (K * D) + _lane_channels(ch[None, :], K, LANE), mask=mask_nd, other=0.0
+    ).to(tl.float32)
     a2 = a2 * LOG2E  # (BN, BD): exp(x A) = exp2(x A log2 e)
     if HAS_D:
         dskip = tl.load(dskip_ptr + ch, mask=mask_d, other=0.0).to(tl.float32)
@@ -306,7 +309,12 @@ def fwd_seq_kernel(
     b_base = b_ptr + b * sb_b + k * sb_k + offs_n * sb_n  # (BN,)
     c_base = c_ptr + b * sc_b + k * sc_k + offs_n * sc_n
     o_base = out_ptr + b * so_b + offs_d[None, :] * so_d  # (1, BD)
-    hs_base = hs_ptr + (b * K + k) * n_chunks * N * D + offs_n[:, None] * D + offs_d[None, :] * cs  # (BN, BD)
+    hs_base = (
+        hs_ptr
+        + (b * K + k) * n_chunks * N * D
+        + offs_n[:, None] * D
+        + _lane_channels(offs_d[None, :], K, LANE)
+    )  # (BN, BD)
     ord_base = ord_ptr + k * L
     h = tl.zeros((BLOCK_N, BLOCK_D), dtype=tl.float32)
     t_start = 0
@@ -316,8 +324,8 @@ def fwd_seq_kernel(
         t_start = seg * seg_len
         t_end = tl.minimum(L, t_start + seg_len)
         h = _combine_segments(
-            h, seg_h_ptr, seg_dt_ptr, b * K + k, 0, seg, 1, n_seg, N, D, offs_n, offs_d * cs, mask_nd, mask_d,
-            a2,
+            h, seg_h_ptr, seg_dt_ptr, b * K + k, 0, seg, 1, n_seg, N, D, offs_n,
+            _lane_channels(offs_d, K, LANE), mask_nd, mask_d, a2,
         )  # fmt: skip
     for t0 in tl.range(t_start, t_end, UNROLL, num_stages=STAGES):
         if SAVE_STATES:
@@ -373,8 +381,9 @@ def _segment_program(
     transposed (N, K*D) A, and the delta bias of its channels (0.0 without bias); LANE as in fwd_seq."""
     b, k, offs_d, offs_n, mask_d, mask_n, ch = _program_block(K, D, N, BLOCK_D, BLOCK_N)
     mask_nd = mask_n[:, None] & mask_d[None, :]
-    cs = _channel_stride(K, LANE)
-    a2 = tl.load(a_ptr + offs_n[:, None] * (K * D) + ch[None, :] * cs, mask=mask_nd, other=0.0).to(tl.float32)
+    a2 = tl.load(
+        a_ptr + offs_n[:, None] * (K * D) + _lane_channels(ch[None, :], K, LANE), mask=mask_nd, other=0.0
+    ).to(tl.float32)
     bias = _load_bias(bias_ptr, ch, mask_d, HAS_BIAS, False)
     return b, k, offs_d, offs_n, mask_d, mask_n, mask_nd, a2 * LOG2E, bias
 
@@ -421,7 +430,7 @@ def fwd_seg_kernel(
             dt_sum += dt
     _store_segment(
         seg_h_ptr, seg_dt_ptr, (b * K + k) * n_seg + seg, h, dt_sum, N, D, offs_n,
-        offs_d * _channel_stride(K, LANE), mask_nd, mask_d,
+        _lane_channels(offs_d, K, LANE), mask_nd, mask_d,
     )  # fmt: skip
 
 

@@ -171,10 +171,10 @@ SPLIT_MIN_LENGTH = 512  # at L <= 256 the split measured slower at batch 1 and 1
 # step on an H200 at batch 16 (docs/benchmarks.md, session 5): bwd_seq 29.4 -> 24.8 ms at 3 stages,
 # fwd_seg 4.0 -> 2.9 at 2, fwd_seq and bwd_seg fastest unpipelined. Set with :func:`set_pipeline_stages`.
 PIPELINE_STAGES: dict[str, int] = {"fwd_seq": 1, "fwd_seg": 2, "bwd_seq": 3, "bwd_seg": 1}
-# Layout of the forward step kernels' (N, BLOCK_D) state tile, per kernel: 0 = 4 states x 4 channels per
-# thread, Triton's choice for vectorised channel loads; 1 = the channels' contiguity hidden from the
-# compiler (``_channel_stride`` in the kernels), meant as one channel per lane with its N states in that
-# lane's registers, which Triton 3.8 does; Triton 3.6 makes it one state of 16 channels per thread.
+# Layout of the forward step kernels' (N, BLOCK_D) state tile, per kernel (``_lane_channels`` in the
+# kernels): 0 = 4 states x 4 channels per thread, Triton's choice for vectorised channel loads; 1 = the
+# channels' contiguity hidden, which Triton 3.8 makes one channel per lane and Triton 3.6 one state of 16
+# channels per thread; 2 = their alignment hidden, one channel per lane under both (untimed).
 # Set with :func:`set_lane_layout`. H200, Triton 3.6, batch 16 (docs/benchmarks.md, session 6): fwd_seg at
 # stage 3 551 -> 488 us with 1 (Nsight Compute), fwd_seq 0.93 -> 1.36 ms (1.5x the instructions);
 # inference 756 -> 760 img/s with fwd_seg alone at 1.
@@ -209,8 +209,8 @@ def set_pipeline_stages(spec: int | str) -> None:
 
 
 def set_lane_layout(spec: int | str) -> None:
-    """Set :data:`LANE_LAYOUT` (1 = channels' contiguity hidden) like :func:`set_pipeline_stages`; ``--triton-lane``."""
-    _set_per_kernel(LANE_LAYOUT, spec, "lane layout", 0, 1)
+    """Set :data:`LANE_LAYOUT` (0, 1 or 2) like :func:`set_pipeline_stages`; ``--triton-lane``."""
+    _set_per_kernel(LANE_LAYOUT, spec, "lane layout", 0, 2)
 
 
 def _row_vec(*rows: Tensor) -> bool:
@@ -357,12 +357,12 @@ class _HybridScanFn(torch.autograd.Function):
                     u, delta, at, B, args[6], orders32, seg_h, seg_dt, k, d, length, n, seg_len, n_seg,
                     *u.stride(), *delta.stride(), *B.stride(),
                     HAS_BIAS=flags["HAS_BIAS"], SOFTPLUS=delta_softplus, STAGES=PIPELINE_STAGES["fwd_seg"],
-                    LANE=bool(LANE_LAYOUT["fwd_seg"]), ROW_VEC=row_vec, **launch,
+                    LANE=LANE_LAYOUT["fwd_seg"], ROW_VEC=row_vec, **launch,
                 )  # fmt: skip
             kern["fwd_seq"][grid](
                 args[0], args[1], at, *args[3:10], seg_h, seg_dt, *args[10:15], seg_len, n_seg, *args[15:],
                 **flags, SAVE_STATES=save, SAVE_EVERY=chunk, SPLIT=n_seg > 1, STAGES=PIPELINE_STAGES["fwd_seq"],
-                LANE=bool(LANE_LAYOUT["fwd_seq"]), ROW_VEC=row_vec, **launch,
+                LANE=LANE_LAYOUT["fwd_seq"], ROW_VEC=row_vec, **launch,
             )  # fmt: skip
         else:
             if not save:  # inference: long chunks load more per step (the backward's chunk is irrelevant)
