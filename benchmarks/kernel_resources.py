@@ -12,7 +12,7 @@ hints) and the strides equal to 1 as the constant 1: without them the kernels ve
 get other layouts and register counts. The forward kernels take ``triton_scan.LANE_LAYOUT``. The GPU
 machine's Triton (3.6) compiles differently from the one here (3.8); to see its registers, layouts and
 SASS, put it first on the path: ``pip install --no-deps --target /tmp/t36 triton==3.6.0`` and
-``PYTHONPATH=/tmp/t36:src`` (its counts matched Nsight Compute's on the H200 in session 6).
+``PYTHONPATH=/tmp/t36:src`` (its counts were within a register of Nsight Compute's on the H200, session 6).
 """
 
 from __future__ import annotations

@@ -293,17 +293,12 @@ def fwd_seq_kernel(
     # long sequence keeps many programs busy; ``fwd_seg_kernel`` gave every segment but the last its
     # final state from a zero start and its sum of delta, and this program first combines the segments
     # before its own into its start state (the recurrence is linear in h).
-    b, k, offs_d, offs_n, mask_d, mask_n, ch = _program_block(K, D, N, BLOCK_D, BLOCK_N)
+    b, k, offs_d, offs_n, mask_d, mask_n, mask_nd, ch, a2, bias = _step_program(
+        a_ptr, bias_ptr, K, D, N, HAS_BIAS, BLOCK_D, BLOCK_N, LANE
+    )  # a2: (BN, BD) A log2(e); bias: (BD,)
     offs_j = tl.arange(0, UNROLL)
-    mask_nd = mask_n[:, None] & mask_d[None, :]
-    # A arrives transposed, (N, K*D): the channels of one state contiguous, like every tile here
-    a2 = tl.load(
-        a_ptr + offs_n[:, None] * (K * D) + _lane_channels(ch[None, :], K, LANE), mask=mask_nd, other=0.0
-    ).to(tl.float32)
-    a2 = a2 * LOG2E  # (BN, BD): exp(x A) = exp2(x A log2 e)
     if HAS_D:
         dskip = tl.load(dskip_ptr + ch, mask=mask_d, other=0.0).to(tl.float32)
-    bias = _load_bias(bias_ptr, ch, mask_d, HAS_BIAS, False)  # (BD,)
     u_base = u_ptr + b * su_b + offs_d * su_d  # (BD,)
     d_base = dl_ptr + b * sd_b + k * sd_k + offs_d * sd_d
     b_base = b_ptr + b * sb_b + k * sb_k + offs_n * sb_n  # (BN,)
@@ -373,19 +368,20 @@ def _combine_segments(
 
 
 @triton.jit
-def _segment_program(
+def _step_program(
     a_ptr, bias_ptr, K, D, N, HAS_BIAS: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_N: tl.constexpr,
     LANE: tl.constexpr,
 ):  # fmt: skip
-    """The pass-1 kernels' program: ``_program_block`` plus the (N, D) mask, A * log2(e) from the
-    transposed (N, K*D) A, and the delta bias of its channels (0.0 without bias); LANE as in fwd_seq."""
+    """The forward step and pass-1 kernels' program: ``_program_block`` plus the (N, D) mask, A * log2(e)
+    (exp(x A) = exp2(x A log2 e)) from A transposed to (N, K*D) (the channels of one state contiguous, like
+    every tile here), and the delta bias of its channels (0.0 without bias); LANE: see ``_lane_channels``."""
     b, k, offs_d, offs_n, mask_d, mask_n, ch = _program_block(K, D, N, BLOCK_D, BLOCK_N)
     mask_nd = mask_n[:, None] & mask_d[None, :]
     a2 = tl.load(
         a_ptr + offs_n[:, None] * (K * D) + _lane_channels(ch[None, :], K, LANE), mask=mask_nd, other=0.0
     ).to(tl.float32)
     bias = _load_bias(bias_ptr, ch, mask_d, HAS_BIAS, False)
-    return b, k, offs_d, offs_n, mask_d, mask_n, mask_nd, a2 * LOG2E, bias
+    return b, k, offs_d, offs_n, mask_d, mask_n, mask_nd, ch, a2 * LOG2E, bias
 
 
 @triton.jit
@@ -410,7 +406,7 @@ def fwd_seg_kernel(
     # Pass 1 of the split forward: segment s = program_id(2) (every segment but the last) runs the
     # recurrence from h = 0 and stores its final state and its sum of delta (decay over the segment =
     # exp(A sum(delta))). No outputs; A arrives transposed (N, K*D) as in fwd_seq_kernel.
-    b, k, offs_d, offs_n, mask_d, mask_n, mask_nd, a2, bias = _segment_program(
+    b, k, offs_d, offs_n, mask_d, mask_n, mask_nd, _ch, a2, bias = _step_program(
         a_ptr, bias_ptr, K, D, N, HAS_BIAS, BLOCK_D, BLOCK_N, LANE
     )
     u_base = u_ptr + b * su_b + offs_d * su_d
@@ -448,7 +444,7 @@ def bwd_seg_kernel(
     # Pass 1 of the split backward: segment s = program_id(2) + 1 (every segment but the first) runs the
     # adjoint g_t = C_t dy_t + exp(delta_{t+1} A) g_{t+1} backwards from a zero carry and stores the
     # carry it hands to the segment before it, exp(delta_t0 A) g_t0, and its sum of delta.
-    b, k, offs_d, offs_n, mask_d, mask_n, mask_nd, a2, bias = _segment_program(
+    b, k, offs_d, offs_n, mask_d, mask_n, mask_nd, _ch, a2, bias = _step_program(
         a_ptr, bias_ptr, K, D, N, HAS_BIAS, BLOCK_D, BLOCK_N, False
     )
     d_base = dl_ptr + b * sd_b + k * sd_k + offs_d * sd_d

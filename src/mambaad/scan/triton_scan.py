@@ -192,7 +192,12 @@ def _set_per_kernel(
     wanted = {}
     for item in items:
         name, _, value = item.partition("=")
-        if name not in table or not value.isdigit() or not least <= int(value) <= (most or int(value)):
+        if (
+            name not in table
+            or not value.isdigit()
+            or int(value) < least
+            or int(value) > (most or int(value))
+        ):
             bounds = f"N >= {least}" if most is None else f"{least} <= N <= {most}"
             raise ConfigError(
                 f"triton {what}: bad entry {item!r} (want {bounds} or KERNEL=N, KERNEL one of "
@@ -340,8 +345,8 @@ class _HybridScanFn(torch.autograd.Function):
         )  # fmt: skip
         flags = {"HAS_D": D is not None, "HAS_BIAS": delta_bias is not None, "SOFTPLUS": delta_softplus}
         kind, fwd_block_d, unroll, seg_len = fwd
-        row_vec = _row_vec(B, C)
         if kind == "seq":
+            row_vec = _row_vec(B, C)
             seg_len, n_seg = _segments(bsz, k, d, length, chunk, seg_len, fwd_block_d)
             at = A.t().contiguous()  # A as (N, K*D): channels innermost
             seg_h, seg_dt = _segment_buffers(bsz * k, n_seg, n, d, A)
