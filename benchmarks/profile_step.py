@@ -2,6 +2,7 @@
 
 PYTHONPATH=src python benchmarks/profile_step.py --batch-size 16 --infer
 PYTHONPATH=src python benchmarks/profile_step.py --batch-size 16 --train --bf16
+PYTHONPATH=src python benchmarks/profile_step.py --batch-size 16 --infer --tf32 --rows 40
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ def main() -> int:
     p.add_argument("--train", action="store_true")
     p.add_argument("--infer", action="store_true")
     p.add_argument("--bf16", action="store_true")
+    p.add_argument("--tf32", action="store_true", help="fp32 matrix products on TF32 tensor cores")
     p.add_argument("--steps", type=int, default=3)
     p.add_argument("--rows", type=int, default=25)
     p.add_argument("--triton-stages", help="pipelining stages of the Triton step kernels: N or fwd_seq=N,...")
@@ -42,7 +44,7 @@ def main() -> int:
         triton_scan.set_lane_layout(args.triton_lane)
     model = create_model("mambaad", encoder="resnet34").cuda()
     x = torch.randn(args.batch_size, 3, 256, 256, device="cuda")
-    step = make_step(model, x, train=args.train, bf16=args.bf16)
+    step = make_step(model, x, train=args.train, bf16=args.bf16, tf32=args.tf32)
 
     for _ in range(3):
         step()
@@ -52,7 +54,9 @@ def main() -> int:
             step()
         torch.cuda.synchronize()
     mode = "train" if args.train else "infer"
-    print(f"== {mode} batch {args.batch_size} bf16={args.bf16}: CUDA time per step by kernel ==")
+    print(
+        f"== {mode} batch {args.batch_size} bf16={args.bf16} tf32={args.tf32}: CUDA time per step by kernel =="
+    )
     events = [e for e in prof.key_averages() if e.device_type == DeviceType.CUDA]
     events.sort(key=lambda e: e.self_device_time_total, reverse=True)
     total = sum(e.self_device_time_total for e in events)

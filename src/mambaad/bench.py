@@ -20,7 +20,7 @@ import torch
 from torch import Tensor, nn
 
 from mambaad.engine.optim import fused_adam_ok
-from mambaad.engine.step import TrainStep, matmul_tf32
+from mambaad.engine.step import TrainStep, compile_forward, matmul_tf32
 from mambaad.models.registry import create_model
 
 
@@ -37,6 +37,7 @@ class BenchResult:
     device: str
     cuda_graph: bool = False
     tf32: bool = False
+    compiled: bool = False
 
 
 def _sync(device: torch.device) -> None:
@@ -153,6 +154,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--channels-last", action="store_true")
     p.add_argument("--tf32", action="store_true", help="fp32 matrix products on TF32 tensor cores")
     p.add_argument("--cuda-graph", action="store_true", help="replay the step from a CUDA graph")
+    p.add_argument(
+        "--compile", action="store_true", help="torch.compile the model's forward (the scan kernels stay out)"
+    )
     p.add_argument("--triton-bwd", choices=["chunk", "seq"], help="backward kernel of the Triton scan")
     p.add_argument(
         "--triton-split", type=int, help="programs the Triton step kernels aim at by cutting L (0: no split)"
@@ -189,6 +193,8 @@ def run(args: argparse.Namespace) -> int:
         triton_scan.BWD_SEQ_MAXNREG = args.triton_bwd_maxnreg or triton_scan.BWD_SEQ_MAXNREG
     for backend in args.backend or ["auto"]:
         model = create_model(args.model, encoder=args.encoder, scan_backend=backend).to(device)
+        if args.compile:
+            compile_forward(model)
         for mode in modes:
             for bs in args.batch_size or [16]:
                 r = measure(
@@ -204,13 +210,14 @@ def run(args: argparse.Namespace) -> int:
                     cuda_graph=args.cuda_graph,
                     tf32=args.tf32,
                 )
+                r.compiled = args.compile
                 if args.json:
                     print(json.dumps(asdict(r)), flush=True)
                 else:
                     mem = f"{r.peak_mem_gb:.2f} GB" if r.peak_mem_gb is not None else "-"
                     print(
                         f"{r.mode:5s} backend={backend:10s} bs={bs:3d} bf16={int(r.bf16)} "
-                        f"graph={int(r.cuda_graph)} tf32={int(r.tf32)} "
+                        f"graph={int(r.cuda_graph)} tf32={int(r.tf32)} compile={int(r.compiled)} "
                         f"{r.img_per_s:9.2f} img/s {r.ms_per_step:9.1f} ms/step peak {mem} ({r.device})",
                         flush=True,
                     )

@@ -189,6 +189,10 @@ class TrainConfig:
     # evaluation keeps full fp32. ~10 % faster on an H200; off by default: image AUROC moved by up to 0.84
     # points against fp32 runs (within their seed-to-seed spread, not within 0.2; docs/benchmarks.md).
     tf32: bool = False
+    # torch.compile the model's forward (the fused scan kernels stay as they are; inductor fuses the rest):
+    # the first steps compile for a minute or two, then training ran 11-12 % faster on an H200
+    # (docs/benchmarks.md, session 7). Off by default: compiling costs more than it saves in short runs.
+    compile: bool = False
     tensorboard: bool = False
     device: str = "auto"  # "auto" | "cpu" | "cuda" | "cuda:N" | "mps"
     # DistributedDataParallel settings (only used under torchrun / --gpus N; the defaults are PyTorch's).
@@ -274,6 +278,8 @@ class EvalConfig:
     # fp32 matrix products of evaluation on TF32 tensor cores (CUDA; 10-bit mantissa inputs, fp32 sums):
     # faster inference, anomaly maps no longer within 1e-4 of the fp32 path (docs/benchmarks.md, session 6)
     tf32: bool = False
+    # torch.compile the model's forward for evaluation (as train.compile; fp32 maps within 1e-6 of eager)
+    compile: bool = False
 
     def __post_init__(self) -> None:
         _check(self.gaussian_sigma >= 0, "eval.gaussian_sigma", "must be >= 0", self.gaussian_sigma)

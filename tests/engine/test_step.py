@@ -12,7 +12,7 @@ import torch
 from engine_helpers import tiny_overrides
 
 from mambaad.config import load_config
-from mambaad.engine.step import TrainStep, make_capturable, use_cuda_graph
+from mambaad.engine.step import TrainStep, compile_forward, make_capturable, use_cuda_graph
 from mambaad.engine.trainer import build_model, train
 from mambaad.errors import ConfigError
 from tiny_run import TINY_RUN
@@ -137,3 +137,35 @@ def test_eval_tf32_only_inside_prediction() -> None:
         )
         assert out["maps"].shape == (1, 8, 8)
     assert seen == [True, before] and torch.backends.cuda.matmul.allow_tf32 == before
+
+
+def test_compile_forward_keeps_outputs_and_weights() -> None:
+    """``compile_forward``: the same outputs and state-dict keys (checkpoints unchanged), compiled once."""
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(8, 8), torch.nn.LayerNorm(8), torch.nn.SiLU())
+    x = torch.randn(4, 8)
+    eager = model(x)
+    keys = list(model.state_dict())
+    assert compile_forward(model) is model
+    compiled = model.forward
+    assert compile_forward(model).forward is compiled  # a second call changes nothing
+    torch.testing.assert_close(model(x), eager, atol=1e-6, rtol=1e-6)
+    assert list(model.state_dict()) == keys
+
+
+def test_compile_options_reach_training_and_evaluation(
+    synth_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``train.compile`` compiles the model before the training step is built, ``eval.compile`` before the
+    evaluation predicts; both off by default (compiling itself is checked above and on the GPU machine)."""
+    from mambaad.engine import evaluator, trainer
+
+    seen: list[str] = []
+    monkeypatch.setattr(trainer, "compile_forward", lambda m: seen.append("train") or m)
+    monkeypatch.setattr(evaluator, "compile_forward", lambda m: seen.append("eval") or m)
+    base = tiny_overrides(synth_root, tmp_path / "off", epochs=1)
+    assert train(load_config(None, base), progress=False, echo=None) is not None
+    assert seen == []
+    on = [*tiny_overrides(synth_root, tmp_path / "on", epochs=1), "train.compile=true", "eval.compile=true"]
+    assert train(load_config(None, on), progress=False, echo=None) is not None
+    assert seen[0] == "train" and "eval" in seen

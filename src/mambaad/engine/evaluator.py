@@ -23,7 +23,7 @@ from torch import Tensor, nn
 from mambaad.config import DataConfig, EvalConfig
 from mambaad.data.sample import Sample, by_class, class_has_masks
 from mambaad.engine import distributed as dist
-from mambaad.engine.step import matmul_tf32
+from mambaad.engine.step import compile_forward, matmul_tf32
 from mambaad.metrics import evaluate
 from mambaad.metrics.evaluate import mean_over_classes
 from mambaad.metrics.functional import PIXEL_KEYS, with_mad
@@ -166,6 +166,8 @@ def evaluate_model(
     from mambaad.report import image_curves, select_gallery
 
     model.eval()
+    if eval_cfg.compile:
+        compile_forward(model)
     has_masks = class_has_masks(samples)
     per_class: dict[str, dict[str, float]] = {}
     curves: dict[str, dict[str, Any]] = {}

@@ -58,7 +58,13 @@ from mambaad.engine.optim import (
     unflatten_optimizer_state,
 )
 from mambaad.engine.seed import capture_rng_state, restore_rng_state, seed_everything
-from mambaad.engine.step import TrainStep, prepare_nccl_for_capture, side_stream, use_cuda_graph
+from mambaad.engine.step import (
+    TrainStep,
+    compile_forward,
+    prepare_nccl_for_capture,
+    side_stream,
+    use_cuda_graph,
+)
 from mambaad.errors import CheckpointError, ConfigError, MambaADError
 
 LOSS_EVERY = 10  # steps between loss reads (a host sync on GPU) for the progress bar
@@ -354,6 +360,8 @@ def train(
     if cfg.train.channels_last:
         model = model.to(memory_format=torch.channels_last)
     n_sync_bn = dist.convert_sync_batchnorm(model, device, cfg.train.ddp_sync_bn) if world > 1 else 0
+    if cfg.train.compile:
+        compile_forward(model)
     optimizer = build_optimizer(model, cfg.train)
     graph = use_cuda_graph(cfg.train.cuda_graph, model, device)
     train_step, _ = build_train_step(model, optimizer, cfg, device, graph)  # (step, its DDP wrapper)

@@ -43,6 +43,7 @@ class HybridScan(nn.Module):
         self.curve, self.directions, self.distinct = curve, directions, distinct
         self._cache: dict[tuple[int, int, torch.device], tuple[Tensor, Tensor]] = {}
 
+    @torch.compiler.disable  # built with numpy, once per grid: torch.compile calls it as is
     def _indices(self, h: int, w: int, device: torch.device) -> tuple[Tensor, Tensor, Tensor]:
         h, w = int(h), int(w)  # the tracer passes sizes as 0-d tensors: freeze them (see class doc)
         key = (h, w, device)
@@ -162,6 +163,7 @@ class SS2D(nn.Module):
         )  # (B, K*D, L)
         return self.scans.decode(ys.view(b, self.scans.directions, -1, h * w), h, w)
 
+    @torch.compiler.disable  # torch.compile leaves the fused scan kernels as they are (a graph break)
     def _scan_fused(self, x: Tensor, backend: str) -> Tensor:
         """Triton / numba: x_proj on the raster map, channels-last; the kernel reads and writes through the
         scan orders and applies dt_proj itself (delta is never stored: K x D values per position)."""
