@@ -230,7 +230,8 @@ def _lane_channels(idx, K, LANE: tl.constexpr):
     contiguity): Triton 3.8 lays the tile out one channel per lane with its N states in the lane's
     registers (no shuffles or shared-memory conversions per step); Triton 3.6, the GPU machine's, one
     state of 16 channels per thread (sums over N in 4 shuffle rounds); this is what was timed. 2: plus an
-    opaque 0 (contiguous, alignment unknown, not vectorised): one channel per lane under both; untimed."""
+    opaque 0 (contiguous, alignment unknown, not vectorised): one channel per lane under both; slower in
+    the model on an H200 (session 7: every lane loads all N values of B and C per step)."""
     if LANE == 1:
         return idx * (tl.maximum(K, 1) // K)
     elif LANE == 2:

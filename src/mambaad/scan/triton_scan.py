@@ -174,10 +174,11 @@ PIPELINE_STAGES: dict[str, int] = {"fwd_seq": 1, "fwd_seg": 2, "bwd_seq": 3, "bw
 # Layout of the forward step kernels' (N, BLOCK_D) state tile, per kernel (``_lane_channels`` in the
 # kernels): 0 = 4 states x 4 channels per thread, Triton's choice for vectorised channel loads; 1 = the
 # channels' contiguity hidden, which Triton 3.8 makes one channel per lane and Triton 3.6 one state of 16
-# channels per thread; 2 = their alignment hidden, one channel per lane under both (untimed).
+# channels per thread; 2 = their alignment hidden, one channel per lane under both.
 # Set with :func:`set_lane_layout`. H200, Triton 3.6, batch 16 (docs/benchmarks.md, session 6): fwd_seg at
 # stage 3 551 -> 488 us with 1 (Nsight Compute), fwd_seq 0.93 -> 1.36 ms (1.5x the instructions);
-# inference 756 -> 760 img/s with fwd_seg alone at 1.
+# inference 756 -> 760 img/s with fwd_seg alone at 1. Session 7: 2 in both kernels 659 img/s against 765
+# (every lane loads all N values of B and C per step); variants of it in fwd_seq alone 700-729.
 LANE_LAYOUT: dict[str, int] = {"fwd_seq": 0, "fwd_seg": 1}
 
 
