@@ -3,6 +3,7 @@
 PYTHONPATH=src python benchmarks/profile_step.py --batch-size 16 --infer
 PYTHONPATH=src python benchmarks/profile_step.py --batch-size 16 --train --bf16
 PYTHONPATH=src python benchmarks/profile_step.py --batch-size 16 --infer --tf32 --rows 40
+PYTHONPATH=src python benchmarks/profile_step.py --batch-size 16 --train --tf32 --compile
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from torch.autograd import DeviceType
 from torch.profiler import ProfilerActivity, profile
 
 from mambaad.bench import make_step
+from mambaad.engine.step import compile_forward
 from mambaad.models.registry import create_model
 
 
@@ -25,6 +27,9 @@ def main() -> int:
     p.add_argument("--infer", action="store_true")
     p.add_argument("--bf16", action="store_true")
     p.add_argument("--tf32", action="store_true", help="fp32 matrix products on TF32 tensor cores")
+    p.add_argument(
+        "--compile", action="store_true", help="torch.compile the model's forward (compile_forward)"
+    )
     p.add_argument("--steps", type=int, default=3)
     p.add_argument("--rows", type=int, default=25)
     p.add_argument("--triton-stages", help="pipelining stages of the Triton step kernels: N or fwd_seq=N,...")
@@ -43,6 +48,8 @@ def main() -> int:
     if args.triton_lane is not None:
         triton_scan.set_lane_layout(args.triton_lane)
     model = create_model("mambaad", encoder="resnet34").cuda()
+    if args.compile:
+        compile_forward(model)
     x = torch.randn(args.batch_size, 3, 256, 256, device="cuda")
     step = make_step(model, x, train=args.train, bf16=args.bf16, tf32=args.tf32)
 
@@ -55,7 +62,8 @@ def main() -> int:
         torch.cuda.synchronize()
     mode = "train" if args.train else "infer"
     print(
-        f"== {mode} batch {args.batch_size} bf16={args.bf16} tf32={args.tf32}: CUDA time per step by kernel =="
+        f"== {mode} batch {args.batch_size} bf16={args.bf16} tf32={args.tf32} compile={args.compile}: "
+        "CUDA time per step by kernel =="
     )
     events = [e for e in prof.key_averages() if e.device_type == DeviceType.CUDA]
     events.sort(key=lambda e: e.self_device_time_total, reverse=True)
