@@ -192,6 +192,7 @@ class TrainConfig:
     # torch.compile the model's forward (the fused scan kernels stay as they are; inductor fuses the rest):
     # the first steps compile for a minute or two, then training ran 11-12 % faster on an H200
     # (docs/benchmarks.md, session 7). Off by default: compiling costs more than it saves in short runs.
+    # The run's own evaluations then use the compiled forward too, whatever eval.compile says.
     compile: bool = False
     tensorboard: bool = False
     device: str = "auto"  # "auto" | "cpu" | "cuda" | "cuda:N" | "mps"
