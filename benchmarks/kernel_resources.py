@@ -28,7 +28,7 @@ from triton.backends.compiler import GPUTarget
 from triton.compiler import ASTSource
 
 from mambaad.scan import _triton_kernels as kern
-from mambaad.scan.triton_scan import LANE_LAYOUT
+from mambaad.scan.triton_scan import BWD_SEG_UNROLL, GATHER_MODE, LANE_LAYOUT, SEQ_UNROLL
 
 # strides that are 1 at MambaAD's layouts (channels / states innermost): Triton specialises an integer
 # argument equal to 1 as the constant 1
@@ -47,13 +47,19 @@ KERNELS = {
     "fwd_seq_kernel": {
         **BASE,
         "SAVE_STATES": True,
-        "UNROLL": 8,
+        "UNROLL": SEQ_UNROLL,
         "SAVE_EVERY": 16,
         "SPLIT": True,
         "LANE": LANE_LAYOUT["fwd_seq"],
+        "GATHER": GATHER_MODE["fwd_seq"],
     },
-    "fwd_seg_kernel": {**BASE, "UNROLL": 8, "LANE": LANE_LAYOUT["fwd_seg"]},
-    "bwd_seg_kernel": {**BASE, "UNROLL": 8},
+    "fwd_seg_kernel": {
+        **BASE,
+        "UNROLL": SEQ_UNROLL,
+        "LANE": LANE_LAYOUT["fwd_seg"],
+        "GATHER": GATHER_MODE["fwd_seg"],
+    },
+    "bwd_seg_kernel": {**BASE, "UNROLL": BWD_SEG_UNROLL, "GATHER": GATHER_MODE["bwd_seg"]},
     "bwd_seq_kernel": {**BASE, "CHUNK": 16, "SPLIT": True},
 }
 
@@ -72,12 +78,15 @@ def signature(fn: triton.JITFunction, constexprs: dict) -> dict[str, str]:
 
 
 def divisibility(fn: triton.JITFunction, constexprs: dict) -> dict:
-    """Triton's run-time specialisation: 16-byte aligned pointers, D, L, N and every stride but the
-    per-position ones (``s*_l``: B / C rows are R + 2N elements) divisible by 16."""
+    """Triton's run-time specialisation: 16-byte aligned pointers, D, L, N and every stride divisible by
+    16 but the per-position ones of B and C (``sb_l``, ``sc_l``: rows of R + 2N elements); those of u,
+    delta and the output are D, a multiple of 16 at every MambaAD stage."""
     attrs = {}
     for i, name in enumerate(fn.arg_names):
         wide = (
-            name.endswith("_ptr") or name in ("D", "L", "N") or (name[0] == "s" and not name.endswith("_l"))
+            name.endswith("_ptr")
+            or name in ("D", "L", "N")
+            or (name[0] == "s" and name not in ("sb_l", "sc_l"))
         )
         if name not in constexprs and wide:
             attrs[(i,)] = [["tt.divisibility", 16]]

@@ -28,3 +28,22 @@ def test_bench_bad_backend(capsys: pytest.CaptureFixture[str]) -> None:
     assert main([*argv, "--warmup", "0", "--batch-size", "1", "--backend", "nope"]) == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "nope" in err[0]
+
+
+def test_bench_triton_tuning_options(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """--triton-gather / --triton-maxnreg set triton_scan's per-kernel tables; a bad entry is one clear line."""
+    from mambaad.scan import triton_scan
+
+    monkeypatch.setattr(triton_scan, "GATHER_MODE", dict(triton_scan.GATHER_MODE))
+    monkeypatch.setattr(triton_scan, "MAX_REGISTERS", dict(triton_scan.MAX_REGISTERS))
+    argv = ["bench", "--device", "cpu", "--encoder", "resnet18", "--image-size", "64", "--steps", "1"]
+    argv += ["--warmup", "0", "--batch-size", "1", "--backend", "sequential", "--infer", "--json"]
+    assert main([*argv, "--triton-gather", "fwd_seq=2,bwd_seg=0", "--triton-maxnreg", "bwd_seq=200"]) == 0
+    assert triton_scan.GATHER_MODE == {"fwd_seq": 2, "fwd_seg": 0, "bwd_seg": 0}
+    assert triton_scan.MAX_REGISTERS["bwd_seq"] == 200
+    capsys.readouterr()
+    assert main([*argv, "--triton-gather", "fwd_seq=3"]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "fwd_seq=3" in err[0]

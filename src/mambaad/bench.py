@@ -169,7 +169,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "--triton-lane",
         help="Triton forward step kernels' LANE_LAYOUT (see triton_scan): 0/1/2 or fwd_seq=2,...",
     )
-    p.add_argument("--triton-bwd-maxnreg", type=int, help="register cap of the Triton step-layout backward")
+    p.add_argument(
+        "--triton-gather",
+        help="when the Triton step kernels issue their gathers (GATHER_MODE, see triton_scan): 0/1/2 or fwd_seq=2,...",
+    )
+    p.add_argument(
+        "--triton-maxnreg", help="register caps of the Triton step kernels (0: none): N or bwd_seq=N,..."
+    )
     p.add_argument("--steps", type=int, default=10)
     p.add_argument("--warmup", type=int, default=3)
     p.add_argument("--json", action="store_true", help="one JSON line per result")
@@ -179,7 +185,7 @@ def run(args: argparse.Namespace) -> int:
     """Measure every (backend, mode, batch size) combination and print one line each."""
     modes = [m for m, on in (("train", args.train), ("infer", args.infer)) if on] or ["train", "infer"]
     device = torch.device(args.device)
-    tuned = (args.triton_stages, args.triton_lane, args.triton_bwd_maxnreg)
+    tuned = (args.triton_stages, args.triton_lane, args.triton_gather, args.triton_maxnreg)
     if args.triton_bwd or args.triton_split is not None or any(tuned):
         from mambaad.scan import triton_scan
 
@@ -188,9 +194,12 @@ def run(args: argparse.Namespace) -> int:
             triton_scan.set_pipeline_stages(args.triton_stages)
         if args.triton_lane:
             triton_scan.set_lane_layout(args.triton_lane)
+        if args.triton_gather:
+            triton_scan.set_gather_mode(args.triton_gather)
         if args.triton_split is not None:
             triton_scan.SPLIT_PROGRAMS = args.triton_split
-        triton_scan.BWD_SEQ_MAXNREG = args.triton_bwd_maxnreg or triton_scan.BWD_SEQ_MAXNREG
+        if args.triton_maxnreg:
+            triton_scan.set_max_registers(args.triton_maxnreg)
     for backend in args.backend or ["auto"]:
         model = create_model(args.model, encoder=args.encoder, scan_backend=backend).to(device)
         if args.compile:

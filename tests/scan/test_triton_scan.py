@@ -54,6 +54,11 @@ CASES = [(*c, None) for c in CASES] + [
     ("L33_N4_split_lane1_rows", 1, 4, 2, 4, 3, 11, 4, None, "scan", True, True, True, "seq", "seq", 8, 2),
     ("L33_N3_split_lane1", 1, 4, 2, 3, 3, 11, 4, None, "zigzag", False, True, False, "seq", "seq", 8, None),
     ("L33_N4_split_lane2_rows", 1, 4, 2, 4, 3, 11, 4, None, "scan", True, True, True, "seq", "seq", 8, None),
+    # _gatherG: GATHER_MODE G in every kernel that has it (blocks past a segment's or the sequence's end)
+    ("L33_split_gather0", 1, 4, 2, 3, 3, 11, 4, None, "scan", True, True, True, "seq", "seq", 8, None),
+    ("odd_L15_gather1", 2, 8, 3, 2, 3, 5, 4, 2, "hilbert", True, True, False, "seq", "seq", None, None),
+    ("L33_split_gather2_rows", 1, 4, 2, 4, 3, 11, 4, None, "scan", True, True, True, "seq", "seq", 8, 2),
+    ("L33_N3_gather2_lane1", 1, 4, 2, 3, 3, 11, 4, None, "sweep", False, True, False, "seq", "seq", 8, None),
 ]
 
 _SCRIPT = textwrap.dedent(
@@ -67,6 +72,7 @@ _SCRIPT = textwrap.dedent(
     torch.manual_seed(0)
     results = {}
     default_lane = dict(triton_scan.LANE_LAYOUT)
+    default_gather = dict(triton_scan.GATHER_MODE)
     for name, b, k, d, n, h, w, chunk, block_d, curve, skip, softplus, cl, fwd, bwd, seg, rank in json.loads(
         sys.argv[1]
     ):
@@ -76,6 +82,9 @@ _SCRIPT = textwrap.dedent(
         triton_scan.LANE_LAYOUT.update(default_lane)
         if "_lane" in name or "_stages3" in name:
             triton_scan.set_lane_layout(int(name.split("_lane")[1][0]) if "_lane" in name else 0)
+        triton_scan.GATHER_MODE.update(default_gather)
+        if "_gather" in name:
+            triton_scan.set_gather_mode(int(name.split("_gather")[1][0]))
         orders = scan_orders(curve, h, w, k)
         f64 = torch.float64
         u = torch.randn(b, d, length, dtype=f64)
@@ -241,6 +250,14 @@ def test_pipeline_stages_setting(monkeypatch: pytest.MonkeyPatch) -> None:
     for bad in ("3", "bwd_seq=1"):
         with pytest.raises(ConfigError, match="lane layout: bad entry"):
             ts.set_lane_layout(bad)
+    monkeypatch.setattr(ts, "GATHER_MODE", dict(ts.GATHER_MODE))
+    ts.set_gather_mode(0)
+    ts.set_gather_mode("fwd_seg=2")
+    assert ts.GATHER_MODE == {"fwd_seq": 0, "fwd_seg": 2, "bwd_seg": 0}
+    for bad in ("3", "bwd_seq=1", "fwd_seq=-1"):
+        with pytest.raises(ConfigError, match="gather mode: bad entry"):
+            ts.set_gather_mode(bad)
+    assert ts.GATHER_MODE == {"fwd_seq": 0, "fwd_seg": 2, "bwd_seg": 0}
 
 
 _AUTOCAST_SCRIPT = textwrap.dedent(

@@ -13,8 +13,9 @@ The x_proj / dt_proj projections of SS2D act on each position separately, so the
 permutation: computing them on the raster map gives the same values the permuted sequences would get.
 
 Kernels: one program per (b, k, block of channels). Two forwards: the step kernel (``fwd_seq_kernel``)
-keeps its channels' N states in registers and walks L one step at a time (least work per step, but each
-step waits on its gathers: it needs many programs to hide that latency); the chunked kernel
+keeps its channels' N states in registers and walks L one step at a time (least work per step, but the
+steps wait on their gathers: those of a block of steps are issued together (``GATHER_MODE``), and many
+programs hide the rest of that latency); the chunked kernel
 (``fwd_kernel``) walks L in chunks of ``chunk`` positions, loads a whole chunk at once and runs the
 recurrence inside it as a parallel ``tl.associative_scan`` (state (BLOCK_D, N, chunk) in registers), the
 (BLOCK_D, N) state carried across chunks. ``auto`` picks per call (``_forward_config``). The K-direction
@@ -141,14 +142,17 @@ SEQ_BLOCK_D = 32  # channels per program of the step forward (one warp; H200 swe
 # Channels per program of the step-layout backward (one warp). 16 or 8 (2 or 4 threads per channel, fewer
 # registers) measured slower at batch 16 on an H200, as did 16 in the forward (docs/benchmarks.md, session 4).
 SEQ_BWD_BLOCK_D = 32
-# Register cap of the step-layout backward (Triton's ``maxnreg``; None: the compiler's choice). Compiled for
-# sm_90 as at run time (``benchmarks/kernel_resources.py --maxnreg``, 2026-11-28) it takes 249 registers at 3
-# stages: 8 warps per SM. Capped at 200: 28 B spilled, 10 warps; at 168: 136 B, 12 warps. Timed on an H200
-# (``benchmarks/sweep_registers.sh``, session 6): training 220.8 img/s uncapped, 213.7 at 200, 195.8 at 168.
-BWD_SEQ_MAXNREG: int | None = None
-# Steps unrolled per iteration of the forward step kernels (their gathers issue together); 4 measured the
-# same as 8 in the model on an H200 (session 5).
-SEQ_UNROLL = 8
+# Register cap per step kernel (Triton's ``maxnreg``; 0: the compiler's choice), fewer registers for more
+# warps per SM. ``bwd_seq`` compiled for sm_90 as at run time (``benchmarks/kernel_resources.py --maxnreg``,
+# 2026-11-28) takes 249 registers at 3 stages: 8 warps per SM; capped at 200: 28 B spilled, 10 warps; at
+# 168: 136 B, 12 warps. Timed on an H200 (``benchmarks/sweep_registers.sh``, session 6): training 220.8
+# img/s uncapped, 213.7 at 200, 195.8 at 168. Set with :func:`set_max_registers`.
+MAX_REGISTERS: dict[str, int] = {"fwd_seq": 0, "fwd_seg": 0, "bwd_seq": 0, "bwd_seg": 0}
+# Steps unrolled per iteration of the forward step kernels. 4 measured the same as 8 in the model on an H200
+# (session 5) until the block's gathers were issued first (``GATHER_MODE``): 8 steps' loads then take 168
+# registers (12 warps per SM), 4 steps' 120 (session 8).
+SEQ_UNROLL = 4
+BWD_SEG_UNROLL = 4  # the same for the backward's pass 1 (``bwd_seg_kernel``; 8 with its gathers first: 252.2)
 # Default backward kernel, "seq" or "chunk". On an H200 at batch 16 (2026-11-28) "seq" made forward +
 # backward 1.4-2.3x faster per stage and the training step 154 vs 100 img/s; benchmarks switch it.
 BWD_KERNEL = "seq"
@@ -180,6 +184,15 @@ PIPELINE_STAGES: dict[str, int] = {"fwd_seq": 1, "fwd_seg": 2, "bwd_seq": 3, "bw
 # inference 756 -> 760 img/s with fwd_seg alone at 1. Session 7: 2 in both kernels 659 img/s against 765
 # (every lane loads all N values of B and C per step); variants of it in fwd_seq alone 700-729.
 LANE_LAYOUT: dict[str, int] = {"fwd_seq": 0, "fwd_seg": 1}
+# When the step kernels with unrolled blocks issue their gathers (``_blocks`` in the kernels), per kernel:
+# 0 = each step's as it computes (a step's layout conversions are barriers no load crosses, so every step
+# waits for memory: its pixel, then its rows); 1 = all UNROLL steps' at the top of a block (one wait per
+# block, more registers); 2 = the next block's while this one computes. Set with :func:`set_gather_mode`.
+# H200, TF32 inference at batch 16, eager (docs/benchmarks.md, session 8): ``fwd_seq`` 1 with 4 steps per
+# block 859 -> 931 img/s (batch 1: 267 -> 282), 2 with 2 steps 930, 1 or 2 with 8 steps slower (760, 832:
+# registers); ``fwd_seg`` 1 / 2: 916 / 938 against 935 (noise); training, ``bwd_seg`` 1 with 4 steps: 251.8
+# -> 255.1 img/s.
+GATHER_MODE: dict[str, int] = {"fwd_seq": 1, "fwd_seg": 0, "bwd_seg": 1}
 
 
 def _set_per_kernel(
@@ -217,6 +230,21 @@ def set_pipeline_stages(spec: int | str) -> None:
 def set_lane_layout(spec: int | str) -> None:
     """Set :data:`LANE_LAYOUT` (0, 1 or 2) like :func:`set_pipeline_stages`; ``--triton-lane``."""
     _set_per_kernel(LANE_LAYOUT, spec, "lane layout", 0, 2)
+
+
+def set_max_registers(spec: int | str) -> None:
+    """Set :data:`MAX_REGISTERS` (0: no cap) like :func:`set_pipeline_stages`; ``--triton-maxnreg``."""
+    _set_per_kernel(MAX_REGISTERS, spec, "register cap", 0, 255)
+
+
+def _maxnreg(kernel: str) -> dict[str, int]:
+    """The launch option capping ``kernel``'s registers, if :data:`MAX_REGISTERS` sets one."""
+    return {"maxnreg": MAX_REGISTERS[kernel]} if MAX_REGISTERS[kernel] else {}
+
+
+def set_gather_mode(spec: int | str) -> None:
+    """Set :data:`GATHER_MODE` (0, 1 or 2) like :func:`set_pipeline_stages`; ``--triton-gather``."""
+    _set_per_kernel(GATHER_MODE, spec, "gather mode", 0, 2)
 
 
 def _row_vec(*rows: Tensor) -> bool:
@@ -363,12 +391,14 @@ class _HybridScanFn(torch.autograd.Function):
                     u, delta, at, B, args[6], orders32, seg_h, seg_dt, k, d, length, n, seg_len, n_seg,
                     *u.stride(), *delta.stride(), *B.stride(),
                     HAS_BIAS=flags["HAS_BIAS"], SOFTPLUS=delta_softplus, STAGES=PIPELINE_STAGES["fwd_seg"],
-                    LANE=LANE_LAYOUT["fwd_seg"], ROW_VEC=row_vec, **launch,
+                    LANE=LANE_LAYOUT["fwd_seg"], ROW_VEC=row_vec, GATHER=GATHER_MODE["fwd_seg"], **launch,
+                    **_maxnreg("fwd_seg"),
                 )  # fmt: skip
             kern["fwd_seq"][grid](
                 args[0], args[1], at, *args[3:10], seg_h, seg_dt, *args[10:15], seg_len, n_seg, *args[15:],
                 **flags, SAVE_STATES=save, SAVE_EVERY=chunk, SPLIT=n_seg > 1, STAGES=PIPELINE_STAGES["fwd_seq"],
-                LANE=LANE_LAYOUT["fwd_seq"], ROW_VEC=row_vec, **launch,
+                LANE=LANE_LAYOUT["fwd_seq"], ROW_VEC=row_vec, GATHER=GATHER_MODE["fwd_seq"], **launch,
+                **_maxnreg("fwd_seq"),
             )  # fmt: skip
         else:
             if not save:  # inference: long chunks load more per step (the backward's chunk is irrelevant)
@@ -477,8 +507,9 @@ def _backward_seq(
             k, d, length, n, seg_len, n_seg,
             *delta.stride(), *C.stride(), *dout.stride(),
             HAS_BIAS=delta_bias is not None, SOFTPLUS=delta_softplus,
-            BLOCK_D=block_d, BLOCK_N=block_n, UNROLL=min(8, chunk), num_warps=max(1, block_d // 32),
-            STAGES=PIPELINE_STAGES["bwd_seg"], ROW_VEC=_row_vec(C),
+            BLOCK_D=block_d, BLOCK_N=block_n, UNROLL=min(BWD_SEG_UNROLL, chunk), num_warps=max(1, block_d // 32),
+            STAGES=PIPELINE_STAGES["bwd_seg"], ROW_VEC=_row_vec(C), GATHER=GATHER_MODE["bwd_seg"],
+            **_maxnreg("bwd_seg"),
         )  # fmt: skip
     # channels (or states) innermost, like the step kernel's tiles; returned as views of the contract
     du = torch.zeros(bsz, length, d, **f32)
@@ -497,7 +528,7 @@ def _backward_seq(
         *u.stride(), *delta.stride(), *B.stride(), *C.stride(), *dout.stride(),
         HAS_D=D is not None, HAS_BIAS=delta_bias is not None, SOFTPLUS=delta_softplus,
         BLOCK_D=block_d, BLOCK_N=block_n, CHUNK=chunk, SPLIT=n_seg > 1, num_warps=max(1, block_d // 32),
-        STAGES=PIPELINE_STAGES["bwd_seq"], ROW_VEC=_row_vec(B, C), **({"maxnreg": BWD_SEQ_MAXNREG} if BWD_SEQ_MAXNREG else {}),
+        STAGES=PIPELINE_STAGES["bwd_seq"], ROW_VEC=_row_vec(B, C), **_maxnreg("bwd_seq"),
     )  # fmt: skip
     return (
         du.transpose(1, 2),
