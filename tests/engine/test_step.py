@@ -12,7 +12,7 @@ import torch
 from engine_helpers import tiny_overrides
 
 from mambaad.config import load_config
-from mambaad.engine.step import TrainStep, compile_forward, make_capturable, use_cuda_graph
+from mambaad.engine.step import RECOMPILE_LIMIT, TrainStep, compile_forward, make_capturable, use_cuda_graph
 from mambaad.engine.trainer import build_model, train
 from mambaad.errors import ConfigError
 from tiny_run import TINY_RUN
@@ -149,6 +149,7 @@ def test_compile_forward_keeps_outputs_and_weights() -> None:
     assert compile_forward(model) is model
     compiled = model.forward
     assert compile_forward(model).forward is compiled  # a second call changes nothing
+    assert torch._dynamo.config.recompile_limit >= RECOMPILE_LIMIT  # train + eval + bf16 versions fit
     torch.testing.assert_close(model(x), eager, atol=1e-6, rtol=1e-6)
     assert list(model.state_dict()) == keys
 

@@ -87,14 +87,25 @@ def matmul_tf32(enabled: bool) -> Iterator[None]:
         torch.backends.cuda.matmul.allow_tf32 = before
 
 
+# Versions dynamo may compile of one function (its default: 8) before it runs it eagerly; see compile_forward.
+RECOMPILE_LIMIT = 64
+
+
 def compile_forward(model: nn.Module) -> nn.Module:
     """``torch.compile`` the model's forward in place (once; a second call changes nothing).
 
     Inductor fuses the LayerNorms, activations, gating and residual sums around the scan, whose fused
     kernels stay out of the graph (``SS2D._scan_fused`` is ``torch.compiler.disable``). The first steps
     compile (a minute or two on a GPU machine); the CUDA-graph capture comes after them. On an H200:
-    10-20 % more img/s in training and inference (docs/benchmarks.md, session 7)."""
+    10-25 % more img/s in training and inference (docs/benchmarks.md, sessions 7-8).
+
+    The graph breaks at the scans make every block's forward its own compiled function, specialised per
+    stage shape and per mode (training, no-grad evaluation, autocast): one process that trains and
+    evaluates passed dynamo's default of 8 versions per function, past which it runs that function eagerly
+    without saying so in the results. Hence :data:`RECOMPILE_LIMIT`."""
     if not getattr(model, "_forward_compiled", False):
+        config = torch._dynamo.config
+        config.recompile_limit = max(config.recompile_limit, RECOMPILE_LIMIT)
         model.forward = torch.compile(model.forward)
         model._forward_compiled = True
     return model
