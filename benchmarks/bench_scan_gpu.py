@@ -120,19 +120,9 @@ def main() -> int:
     parser.add_argument("--sweep", action="store_true", help="time triton launch configs instead")
     parser.add_argument("--sweep-fwd", action="store_true", help="time the seq forward's launch configs")
     parser.add_argument("--sweep-split", action="store_true", help="time the step kernels' segment lengths")
-    parser.add_argument(
-        "--stages", default=None, help="software-pipelining stages of the step kernels: N or fwd_seq=N,..."
-    )
-    parser.add_argument(
-        "--lane",
-        default=None,
-        help="LANE_LAYOUT of the forward step kernels (see triton_scan): 0/1/2 or fwd_seq=2,...",
-    )
+    triton_scan.add_tuning_arguments(parser, prefix="--")  # --stages, --lane, --gather, --maxnreg
     args = parser.parse_args()
-    if args.stages:
-        triton_scan.set_pipeline_stages(args.stages)
-    if args.lane:
-        triton_scan.set_lane_layout(args.lane)
+    triton_scan.apply_tuning_arguments(args)
     if not torch.cuda.is_available():
         print("bench_scan_gpu: needs a CUDA device", file=sys.stderr)
         return 2
@@ -154,7 +144,7 @@ def main() -> int:
         methods = {k: v for k, v in methods.items() if k in args.methods}
     print(
         f"torch {torch.__version__}, {torch.cuda.get_device_name()}, inputs {args.dtype}, K={K} N={N}, "
-        f"pipeline stages {args.stages}"
+        f"pipeline stages {triton_scan.PIPELINE_STAGES}"
     )
     if args.sweep:
         return sweep(args.batch, dtype, args.iters)

@@ -114,14 +114,7 @@ def main() -> int:
     parser.add_argument("--bwd-kernel", default=None, choices=["chunk", "seq"], help="backward kernel")
     parser.add_argument("--split", type=int, default=None, help="SPLIT_PROGRAMS of the step kernels (0: off)")
     parser.add_argument("--min-segment", type=int, default=None, help="MIN_SEGMENT of the step kernels")
-    parser.add_argument(
-        "--stages", default=None, help="pipelining stages of the step kernels: N or fwd_seq=N,..."
-    )
-    parser.add_argument(
-        "--lane",
-        default=None,
-        help="LANE_LAYOUT of the forward step kernels (see triton_scan): 0/1/2 or fwd_seq=2,...",
-    )
+    triton_scan.add_tuning_arguments(parser, prefix="--")  # --stages, --lane, --gather, --maxnreg
     parser.add_argument("--inner", default=None, help="selective-scan backend of the yardstick")
     parser.add_argument("--only", nargs="*", default=None, help="run only these case labels")
     parser.add_argument("--device", default="cuda", help="cuda; cpu only with TRITON_INTERPRET=1")
@@ -133,10 +126,7 @@ def main() -> int:
         triton_scan.SPLIT_PROGRAMS = args.split
     if args.min_segment is not None:
         triton_scan.MIN_SEGMENT = args.min_segment
-    if args.stages is not None:
-        triton_scan.set_pipeline_stages(args.stages)
-    if args.lane is not None:
-        triton_scan.set_lane_layout(args.lane)
+    triton_scan.apply_tuning_arguments(args)
     if DEVICE == "cuda" and not torch.cuda.is_available():
         print("check_triton_scan: needs a CUDA device", file=sys.stderr)
         return 2
@@ -146,7 +136,8 @@ def main() -> int:
         f"torch {torch.__version__}, device {name}, yardstick backend {inner}, backward "
         f"{triton_scan.BWD_KERNEL}, split to {triton_scan.SPLIT_PROGRAMS} programs, "
         f"segments >= {triton_scan.MIN_SEGMENT} steps, stages {triton_scan.PIPELINE_STAGES}, "
-        f"lane layout {triton_scan.LANE_LAYOUT}"
+        f"lane layout {triton_scan.LANE_LAYOUT}, gather modes {triton_scan.GATHER_MODE}, "
+        f"register caps {triton_scan.MAX_REGISTERS}"
     )
     f32, bf16 = torch.float32, torch.bfloat16
     cases = [

@@ -18,6 +18,7 @@ from torch.profiler import ProfilerActivity, profile
 from mambaad.bench import make_step
 from mambaad.engine.step import compile_forward
 from mambaad.models.registry import create_model
+from mambaad.scan import triton_scan
 
 
 def main() -> int:
@@ -32,21 +33,12 @@ def main() -> int:
     )
     p.add_argument("--steps", type=int, default=3)
     p.add_argument("--rows", type=int, default=25)
-    p.add_argument("--triton-stages", help="pipelining stages of the Triton step kernels: N or fwd_seq=N,...")
-    p.add_argument(
-        "--triton-lane",
-        help="LANE_LAYOUT of the forward step kernels (see triton_scan): 0/1/2 or fwd_seq=2,...",
-    )
+    triton_scan.add_tuning_arguments(p)
     args = p.parse_args()
     if not torch.cuda.is_available():
         print("profile_step: needs a CUDA device", file=sys.stderr)
         return 2
-    from mambaad.scan import triton_scan
-
-    if args.triton_stages is not None:
-        triton_scan.set_pipeline_stages(args.triton_stages)
-    if args.triton_lane is not None:
-        triton_scan.set_lane_layout(args.triton_lane)
+    triton_scan.apply_tuning_arguments(args)
     model = create_model("mambaad", encoder="resnet34").cuda()
     if args.compile:
         compile_forward(model)

@@ -22,6 +22,7 @@ from torch import Tensor, nn
 from mambaad.engine.optim import fused_adam_ok
 from mambaad.engine.step import TrainStep, compile_forward, matmul_tf32
 from mambaad.models.registry import create_model
+from mambaad.scan import triton_scan
 
 
 @dataclass
@@ -161,21 +162,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--triton-split", type=int, help="programs the Triton step kernels aim at by cutting L (0: no split)"
     )
-    p.add_argument(
-        "--triton-stages",
-        help="software-pipelining stages of the Triton step kernels: N or fwd_seq=N,bwd_seq=M,...",
-    )
-    p.add_argument(
-        "--triton-lane",
-        help="Triton forward step kernels' LANE_LAYOUT (see triton_scan): 0/1/2 or fwd_seq=2,...",
-    )
-    p.add_argument(
-        "--triton-gather",
-        help="when the Triton step kernels issue their gathers (GATHER_MODE, see triton_scan): 0/1/2 or fwd_seq=2,...",
-    )
-    p.add_argument(
-        "--triton-maxnreg", help="register caps of the Triton step kernels (0: none): N or bwd_seq=N,..."
-    )
+    triton_scan.add_tuning_arguments(p)  # --triton-stages / -lane / -gather / -maxnreg
     p.add_argument("--steps", type=int, default=10)
     p.add_argument("--warmup", type=int, default=3)
     p.add_argument("--json", action="store_true", help="one JSON line per result")
@@ -185,21 +172,10 @@ def run(args: argparse.Namespace) -> int:
     """Measure every (backend, mode, batch size) combination and print one line each."""
     modes = [m for m, on in (("train", args.train), ("infer", args.infer)) if on] or ["train", "infer"]
     device = torch.device(args.device)
-    tuned = (args.triton_stages, args.triton_lane, args.triton_gather, args.triton_maxnreg)
-    if args.triton_bwd or args.triton_split is not None or any(tuned):
-        from mambaad.scan import triton_scan
-
-        triton_scan.BWD_KERNEL = args.triton_bwd or triton_scan.BWD_KERNEL
-        if args.triton_stages:
-            triton_scan.set_pipeline_stages(args.triton_stages)
-        if args.triton_lane:
-            triton_scan.set_lane_layout(args.triton_lane)
-        if args.triton_gather:
-            triton_scan.set_gather_mode(args.triton_gather)
-        if args.triton_split is not None:
-            triton_scan.SPLIT_PROGRAMS = args.triton_split
-        if args.triton_maxnreg:
-            triton_scan.set_max_registers(args.triton_maxnreg)
+    triton_scan.apply_tuning_arguments(args)
+    triton_scan.BWD_KERNEL = args.triton_bwd or triton_scan.BWD_KERNEL
+    if args.triton_split is not None:
+        triton_scan.SPLIT_PROGRAMS = args.triton_split
     for backend in args.backend or ["auto"]:
         model = create_model(args.model, encoder=args.encoder, scan_backend=backend).to(device)
         if args.compile:

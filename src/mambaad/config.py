@@ -190,8 +190,8 @@ class TrainConfig:
     # points against fp32 runs (within their seed-to-seed spread, not within 0.2; docs/benchmarks.md).
     tf32: bool = False
     # torch.compile the model's forward (the fused scan kernels stay as they are; inductor fuses the rest):
-    # the first steps compile for a minute or two, then training ran 11-12 % faster on an H200
-    # (docs/benchmarks.md, session 7). Off by default: compiling costs more than it saves in short runs.
+    # the first steps compile for a minute or two, then training ran 11-15 % faster on an H200
+    # (docs/benchmarks.md, sessions 7-8). Off by default: compiling costs more than it saves in short runs.
     # The run's own evaluations then use the compiled forward too, whatever eval.compile says.
     compile: bool = False
     tensorboard: bool = False

@@ -31,6 +31,7 @@ Triton is imported lazily: importing this module never needs it (CPU-only and Wi
 
 from __future__ import annotations
 
+import argparse
 import functools
 import os
 from typing import Any
@@ -245,6 +246,36 @@ def _maxnreg(kernel: str) -> dict[str, int]:
 def set_gather_mode(spec: int | str) -> None:
     """Set :data:`GATHER_MODE` (0, 1 or 2) like :func:`set_pipeline_stages`; ``--triton-gather``."""
     _set_per_kernel(GATHER_MODE, spec, "gather mode", 0, 2)
+
+
+# The per-kernel tables a command line may set: option name -> (setter, help)
+TUNING_OPTIONS = {
+    "stages": (
+        set_pipeline_stages,
+        "software-pipelining stages of the step kernels: N or fwd_seq=N,bwd_seq=M,...",
+    ),
+    "lane": (set_lane_layout, "LANE_LAYOUT of the forward step kernels: 0/1/2 or fwd_seq=2,..."),
+    "gather": (
+        set_gather_mode,
+        "when the step kernels issue their gathers (GATHER_MODE): 0/1/2 or fwd_seq=2,...",
+    ),
+    "maxnreg": (set_max_registers, "register caps of the step kernels (0: none): N or bwd_seq=N,..."),
+}
+
+
+def add_tuning_arguments(parser: argparse.ArgumentParser, prefix: str = "--triton-") -> None:
+    """Add one option per :data:`TUNING_OPTIONS` entry (``--triton-stages`` ...; the GPU scripts use
+    ``prefix="--"``); :func:`apply_tuning_arguments` sets them."""
+    for name, (_, text) in TUNING_OPTIONS.items():
+        parser.add_argument(f"{prefix}{name}", dest=f"triton_{name}", default=None, metavar="SPEC", help=text)
+
+
+def apply_tuning_arguments(args: argparse.Namespace) -> None:
+    """Set the tables from the options :func:`add_tuning_arguments` added (a bad entry: ConfigError)."""
+    for name, (setter, _) in TUNING_OPTIONS.items():
+        value = getattr(args, f"triton_{name}", None)
+        if value is not None:
+            setter(value)
 
 
 def _row_vec(*rows: Tensor) -> bool:
