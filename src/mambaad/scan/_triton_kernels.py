@@ -241,52 +241,73 @@ def _lane_channels(idx, K, LANE: tl.constexpr):
 
 
 @triton.jit
+def _pixel(ord_base, t, L, EVEN: tl.constexpr):
+    """Step t's raster pixel p = orders[k, t] (0 past the end unless ``EVEN`` says there is none)."""
+    if EVEN:
+        return tl.load(ord_base + t)
+    return tl.load(ord_base + t, mask=t < L, other=0)
+
+
+@triton.jit
 def _step_gathers(
-    ord_base, t, L, u_base, d_base, b_base, c_base, su_l, sd_l, sb_l, sc_l, mask_d, mask_n,
-    ROW_VEC: tl.constexpr,
+    p, t, L, u_base, d_base, b_base, c_base, su_l, sd_l, sb_l, sc_l, mask_d, mask_n,
+    ROW_VEC: tl.constexpr, EVEN: tl.constexpr,
 ):  # fmt: skip
-    """Step t's loads, nothing computed on them: its pixel p, channel mask, u, dt_proj output, B, C.
+    """Step t's loads at its pixel p, nothing computed on them: (p, channel mask, u, dt_proj output, B, C).
 
     Steps past the end (t >= L) read nothing. ``ROW_VEC``: the B and C row strides are multiples of 4 (the
     launcher checked it), so rows whose start Triton knows to be 16-byte aligned load as 4-wide vectors.
+    ``EVEN``: the launcher checked that every step visited is valid and every channel and state of the
+    block in range (MambaAD's shapes), so the loads go unmasked: no predicates, no zero-filled registers.
     """
-    valid = t < L
-    p = tl.load(ord_base + t, mask=valid, other=0)  # this step's raster pixel
-    m = mask_d & valid
-    u = tl.load(u_base + p * su_l, mask=m, other=0.0).to(tl.float32)  # (BD,)
-    raw = tl.load(d_base + p * sd_l, mask=m, other=0.0).to(tl.float32)
+    if EVEN:
+        m = mask_d  # all true; kept for the callers' stores
+        u = tl.load(u_base + p * su_l).to(tl.float32)
+        raw = tl.load(d_base + p * sd_l).to(tl.float32)
+    else:
+        valid = t < L
+        m = mask_d & valid
+        u = tl.load(u_base + p * su_l, mask=m, other=0.0).to(tl.float32)  # (BD,)
+        raw = tl.load(d_base + p * sd_l, mask=m, other=0.0).to(tl.float32)
     pb, pc = p * sb_l, p * sc_l
     if ROW_VEC:
         pb, pc = tl.multiple_of(pb, 4), tl.multiple_of(pc, 4)
-    bt = tl.load(b_base + pb, mask=mask_n & valid, other=0.0).to(tl.float32)  # (BN,)
-    ct = tl.load(c_base + pc, mask=mask_n & valid, other=0.0).to(tl.float32)
+    if EVEN:
+        bt = tl.load(b_base + pb).to(tl.float32)
+        ct = tl.load(c_base + pc).to(tl.float32)
+    else:
+        bt = tl.load(b_base + pb, mask=mask_n & valid, other=0.0).to(tl.float32)  # (BN,)
+        ct = tl.load(c_base + pc, mask=mask_n & valid, other=0.0).to(tl.float32)
     return p, m, u, raw, bt, ct
 
 
 @triton.jit
-def _gathered_inputs(loads, bias, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr):
+def _gathered_inputs(loads, bias, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr, EVEN: tl.constexpr):
     """``_step_gathers``' tuple -> (p, mask, u, biased dt_proj output, delta, B, C); delta = 0 past the end."""
     p, m, u, raw, bt, ct = loads
     raw, dt = _delta(raw, bias, HAS_BIAS, SOFTPLUS)
-    return p, m, u, raw, tl.where(m, dt, 0.0), bt, ct
+    if not EVEN:
+        dt = tl.where(m, dt, 0.0)
+    return p, m, u, raw, dt, bt, ct
 
 
 @triton.jit
 def _step_inputs(
     ord_base, t, L, u_base, d_base, b_base, c_base, su_l, sd_l, sb_l, sc_l, mask_d, mask_n, bias,
-    HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr, ROW_VEC: tl.constexpr,
+    HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr, ROW_VEC: tl.constexpr, EVEN: tl.constexpr,
 ):  # fmt: skip
     """Step t of the step kernels: its pixel p, channel mask, u, biased dt_proj output, delta, B, C."""
     loads = _step_gathers(
-        ord_base, t, L, u_base, d_base, b_base, c_base, su_l, sd_l, sb_l, sc_l, mask_d, mask_n, ROW_VEC
-    )
-    return _gathered_inputs(loads, bias, HAS_BIAS, SOFTPLUS)
+        _pixel(ord_base, t, L, EVEN), t, L, u_base, d_base, b_base, c_base, su_l, sd_l, sb_l, sc_l, mask_d,
+        mask_n, ROW_VEC, EVEN,
+    )  # fmt: skip
+    return _gathered_inputs(loads, bias, HAS_BIAS, SOFTPLUS, EVEN)
 
 
 @triton.jit
 def _block_gathers(
     ord_base, t0, L, u_base, d_base, b_base, c_base, su_l, sd_l, sb_l, sc_l, mask_d, mask_n,
-    UNROLL: tl.constexpr, ROW_VEC: tl.constexpr,
+    UNROLL: tl.constexpr, ROW_VEC: tl.constexpr, EVEN: tl.constexpr,
 ):  # fmt: skip
     """``_step_gathers`` of steps t0 .. t0 + UNROLL - 1, a tuple of tuples. Issued together, before any of
     the steps computes: the layout conversions of a step's arithmetic are barriers no load crosses, so
@@ -294,8 +315,8 @@ def _block_gathers(
     out = ()
     for j in tl.static_range(UNROLL):
         step = _step_gathers(
-            ord_base, t0 + j, L, u_base, d_base, b_base, c_base, su_l, sd_l, sb_l, sc_l, mask_d, mask_n,
-            ROW_VEC,
+            _pixel(ord_base, t0 + j, L, EVEN), t0 + j, L, u_base, d_base, b_base, c_base, su_l, sd_l, sb_l,
+            sc_l, mask_d, mask_n, ROW_VEC, EVEN,
         )  # fmt: skip
         out = out + (step,)  # noqa: RUF005 (Triton builds tuples by concatenation, not unpacking)
     return out
@@ -304,23 +325,35 @@ def _block_gathers(
 @triton.jit
 def _blocks(
     ahead, ord_base, t0, t_next, L, u_base, d_base, b_base, c_base, su_l, sd_l, sb_l, sc_l, mask_d, mask_n,
-    UNROLL: tl.constexpr, ROW_VEC: tl.constexpr, GATHER: tl.constexpr,
+    UNROLL: tl.constexpr, ROW_VEC: tl.constexpr, EVEN: tl.constexpr, GATHER: tl.constexpr,
 ):  # fmt: skip
     """(the gathers of the block at t0, the gathers carried into the next iteration) for GATHER 1 (gather
     the block now; ``ahead`` is passed on) and 2 (``ahead`` is this block; gather the one at t_next).
-    Before the loop, call it with GATHER 2 and t0 = t_next = the first block's step to get ``ahead``."""
+    Before the loop, :func:`_ahead` gives the first ``ahead``."""
+    gathers = (ord_base, t0, L, u_base, d_base, b_base, c_base, su_l, sd_l, sb_l, sc_l, mask_d, mask_n)
     if GATHER == 1:
-        block = _block_gathers(
-            ord_base, t0, L, u_base, d_base, b_base, c_base, su_l, sd_l, sb_l, sc_l, mask_d, mask_n, UNROLL,
-            ROW_VEC,
-        )  # fmt: skip
+        block = _block_gathers(*gathers, UNROLL, ROW_VEC, EVEN)
     else:
         block = ahead
         ahead = _block_gathers(
-            ord_base, t_next, L, u_base, d_base, b_base, c_base, su_l, sd_l, sb_l, sc_l, mask_d, mask_n,
-            UNROLL, ROW_VEC,
-        )  # fmt: skip
+            ord_base, t_next, *gathers[2:], UNROLL, ROW_VEC, False
+        )  # masked: the block after the last one runs past the end
     return block, ahead
+
+
+@triton.jit
+def _ahead(
+    ord_base, t0, L, u_base, d_base, b_base, c_base, su_l, sd_l, sb_l, sc_l, mask_d, mask_n,
+    UNROLL: tl.constexpr, ROW_VEC: tl.constexpr, GATHER: tl.constexpr,
+):  # fmt: skip
+    """What :func:`_blocks` carries into the first block at t0: its gathers with GATHER 2, else nothing."""
+    ahead = 0
+    if GATHER == 2:
+        ahead = _block_gathers(
+            ord_base, t0, L, u_base, d_base, b_base, c_base, su_l, sd_l, sb_l, sc_l, mask_d, mask_n, UNROLL,
+            ROW_VEC, False,
+        )  # fmt: skip
+    return ahead
 
 
 @triton.jit
@@ -335,7 +368,7 @@ def fwd_seq_kernel(
     HAS_D: tl.constexpr, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr, SAVE_STATES: tl.constexpr,
     BLOCK_D: tl.constexpr, BLOCK_N: tl.constexpr, UNROLL: tl.constexpr, SAVE_EVERY: tl.constexpr,
     SPLIT: tl.constexpr, STAGES: tl.constexpr,
-    LANE: tl.constexpr, ROW_VEC: tl.constexpr, GATHER: tl.constexpr,
+    LANE: tl.constexpr, ROW_VEC: tl.constexpr, EVEN: tl.constexpr, GATHER: tl.constexpr,
 ):  # fmt: skip
     # The program's N states of its BLOCK_D channels stay in registers while it walks L one step at a
     # time: no parallel scan, the minimum of work per step (one exp and a few FMAs per state).
@@ -381,22 +414,22 @@ def fwd_seq_kernel(
             _lane_channels(offs_d, K, LANE), mask_nd, mask_d, a2,
         )  # fmt: skip
     gathers = (ord_base, L, u_base, d_base, b_base, c_base, su_l, sd_l, sb_l, sc_l, mask_d, mask_n)
-    ahead = 0
-    if GATHER == 2:
-        ahead = _blocks(0, ord_base, t_start, t_start, *gathers[1:], UNROLL, ROW_VEC, 2)[1]
+    ahead = _ahead(ord_base, t_start, *gathers[1:], UNROLL, ROW_VEC, GATHER)
     for t0 in tl.range(t_start, t_end, UNROLL, num_stages=STAGES):
         if SAVE_STATES:
             if t0 % SAVE_EVERY == 0:
                 tl.store(hs_base + (t0 // SAVE_EVERY) * N * D, h, mask=mask_nd)
         if GATHER:
-            block, ahead = _blocks(ahead, ord_base, t0, t0 + UNROLL, *gathers[1:], UNROLL, ROW_VEC, GATHER)
+            block, ahead = _blocks(
+                ahead, ord_base, t0, t0 + UNROLL, *gathers[1:], UNROLL, ROW_VEC, EVEN, GATHER
+            )
         y_tile = tl.zeros((UNROLL, BLOCK_D), dtype=tl.float32)
         for j in tl.static_range(UNROLL):
             if GATHER:
-                p, m, u, _, dt, bt, ct = _gathered_inputs(block[j], bias, HAS_BIAS, SOFTPLUS)
+                p, m, u, _, dt, bt, ct = _gathered_inputs(block[j], bias, HAS_BIAS, SOFTPLUS, EVEN)
             else:
                 p, m, u, _, dt, bt, ct = _step_inputs(
-                    ord_base, t0 + j, *gathers[1:], bias, HAS_BIAS, SOFTPLUS, ROW_VEC
+                    ord_base, t0 + j, *gathers[1:], bias, HAS_BIAS, SOFTPLUS, ROW_VEC, EVEN
                 )
             h = tl.exp2(dt[None, :] * a2) * h + (dt * u)[None, :] * bt[:, None]  # (BN, BD)
             y = tl.sum(h * ct[:, None], axis=0)  # (BD,)
@@ -467,7 +500,7 @@ def fwd_seg_kernel(
     sb_b, sb_k, sb_n, sb_l,
     HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr,
     BLOCK_D: tl.constexpr, BLOCK_N: tl.constexpr, UNROLL: tl.constexpr, STAGES: tl.constexpr,
-    LANE: tl.constexpr, ROW_VEC: tl.constexpr, GATHER: tl.constexpr,
+    LANE: tl.constexpr, ROW_VEC: tl.constexpr, EVEN: tl.constexpr, GATHER: tl.constexpr,
 ):  # fmt: skip
     # Pass 1 of the split forward: segment s = program_id(2) (every segment but the last) runs the
     # recurrence from h = 0 and stores its final state and its sum of delta (decay over the segment =
@@ -483,18 +516,18 @@ def fwd_seg_kernel(
     h = tl.zeros((BLOCK_N, BLOCK_D), dtype=tl.float32)
     dt_sum = tl.zeros((BLOCK_D,), dtype=tl.float32)
     gathers = (ord_base, L, u_base, d_base, b_base, b_base, su_l, sd_l, sb_l, sb_l, mask_d, mask_n)  # no C
-    ahead = 0
-    if GATHER == 2:
-        ahead = _blocks(0, ord_base, seg * seg_len, seg * seg_len, *gathers[1:], UNROLL, ROW_VEC, 2)[1]
+    ahead = _ahead(ord_base, seg * seg_len, *gathers[1:], UNROLL, ROW_VEC, GATHER)
     for t0 in tl.range(seg * seg_len, (seg + 1) * seg_len, UNROLL, num_stages=STAGES):
         if GATHER:
-            block, ahead = _blocks(ahead, ord_base, t0, t0 + UNROLL, *gathers[1:], UNROLL, ROW_VEC, GATHER)
+            block, ahead = _blocks(
+                ahead, ord_base, t0, t0 + UNROLL, *gathers[1:], UNROLL, ROW_VEC, EVEN, GATHER
+            )
         for j in tl.static_range(UNROLL):
             if GATHER:
-                _, _, u, _, dt, bt, _ = _gathered_inputs(block[j], bias, HAS_BIAS, SOFTPLUS)
+                _, _, u, _, dt, bt, _ = _gathered_inputs(block[j], bias, HAS_BIAS, SOFTPLUS, EVEN)
             else:
                 _, _, u, _, dt, bt, _ = _step_inputs(
-                    ord_base, t0 + j, *gathers[1:], bias, HAS_BIAS, SOFTPLUS, ROW_VEC
+                    ord_base, t0 + j, *gathers[1:], bias, HAS_BIAS, SOFTPLUS, ROW_VEC, EVEN
                 )
             h = tl.exp2(dt[None, :] * a2) * h + (dt * u)[None, :] * bt[:, None]
             dt_sum += dt
@@ -513,7 +546,7 @@ def bwd_seg_kernel(
     so_b, so_d, so_l,
     HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr,
     BLOCK_D: tl.constexpr, BLOCK_N: tl.constexpr, UNROLL: tl.constexpr, STAGES: tl.constexpr,
-    ROW_VEC: tl.constexpr, GATHER: tl.constexpr,
+    ROW_VEC: tl.constexpr, EVEN: tl.constexpr, GATHER: tl.constexpr,
 ):  # fmt: skip
     # Pass 1 of the split backward: segment s = program_id(2) + 1 (every segment but the first) runs the
     # adjoint g_t = C_t dy_t + exp(delta_{t+1} A) g_{t+1} backwards from a zero carry and stores the
@@ -531,19 +564,21 @@ def bwd_seg_kernel(
     # dy is gathered where the forward kernels gather u; no B
     gathers = (ord_base, L, g_base, d_base, c_base, c_base, so_l, sd_l, sc_l, sc_l, mask_d, mask_n)
     last = (seg + 1) * seg_len - UNROLL  # the first block visited
-    ahead = 0
-    if GATHER == 2:
-        ahead = _blocks(0, ord_base, last, last, *gathers[1:], UNROLL, ROW_VEC, 2)[1]
+    ahead = _ahead(ord_base, last, *gathers[1:], UNROLL, ROW_VEC, GATHER)
     for i in tl.range(0, seg_len, UNROLL, num_stages=STAGES):
         t0 = last - i
         if GATHER:
-            block, ahead = _blocks(ahead, ord_base, t0, t0 - UNROLL, *gathers[1:], UNROLL, ROW_VEC, GATHER)
+            block, ahead = _blocks(
+                ahead, ord_base, t0, t0 - UNROLL, *gathers[1:], UNROLL, ROW_VEC, EVEN, GATHER
+            )
         for jj in tl.static_range(UNROLL):
             if GATHER:
-                _, _, dy, _, dt, _, ct = _gathered_inputs(block[UNROLL - 1 - jj], bias, HAS_BIAS, SOFTPLUS)
+                _, _, dy, _, dt, _, ct = _gathered_inputs(
+                    block[UNROLL - 1 - jj], bias, HAS_BIAS, SOFTPLUS, EVEN
+                )
             else:
                 _, _, dy, _, dt, _, ct = _step_inputs(
-                    ord_base, t0 + UNROLL - 1 - jj, *gathers[1:], bias, HAS_BIAS, SOFTPLUS, ROW_VEC
+                    ord_base, t0 + UNROLL - 1 - jj, *gathers[1:], bias, HAS_BIAS, SOFTPLUS, ROW_VEC, EVEN
                 )
             carry = tl.exp2(dt[None, :] * a2) * (carry + ct[:, None] * dy[None, :])
             dt_sum += dt
@@ -565,7 +600,7 @@ def bwd_seq_kernel(
     so_b, so_d, so_l,
     HAS_D: tl.constexpr, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr,
     BLOCK_D: tl.constexpr, BLOCK_N: tl.constexpr, CHUNK: tl.constexpr, SPLIT: tl.constexpr,
-    STAGES: tl.constexpr, ROW_VEC: tl.constexpr,
+    STAGES: tl.constexpr, ROW_VEC: tl.constexpr, EVEN: tl.constexpr,
 ):  # fmt: skip
     # The step kernel's layout run backwards: the program's (N, BLOCK_D) states in registers.
     # Chunks are visited in reverse; a chunk's states are first recomputed forward from the saved chunk
@@ -621,7 +656,7 @@ def bwd_seq_kernel(
             tl.store(scr_base + j * (BLOCK_N * BLOCK_D), h)
             _, _, u, _, dt, bt, _ = _step_inputs(
                 ord_base, t0 + j, L, u_base, d_base, b_base, c_base, su_l, sd_l, sb_l, sc_l, mask_d, mask_n,
-                bias, HAS_BIAS, SOFTPLUS, ROW_VEC,
+                bias, HAS_BIAS, SOFTPLUS, ROW_VEC, EVEN,
             )  # fmt: skip
             h = tl.exp2(dt[None, :] * a2) * h + (dt * u)[None, :] * bt[:, None]
         tl.debug_barrier()
@@ -631,7 +666,7 @@ def bwd_seq_kernel(
             hp = tl.load(scr_base + j * (BLOCK_N * BLOCK_D))  # state entering step t
             p, m, u, raw, dt, bt, ct = _step_inputs(
                 ord_base, t0 + j, L, u_base, d_base, b_base, c_base, su_l, sd_l, sb_l, sc_l, mask_d, mask_n,
-                bias, HAS_BIAS, SOFTPLUS, ROW_VEC,
+                bias, HAS_BIAS, SOFTPLUS, ROW_VEC, EVEN,
             )  # fmt: skip
             mn = mask_n & valid
             dy = tl.load(g_base + p * so_l, mask=m, other=0.0).to(tl.float32)  # (BD,)
