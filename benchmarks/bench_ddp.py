@@ -48,7 +48,7 @@ from mambaad.config import RunConfig, apply_overrides, load_config
 from mambaad.engine import distributed as dist
 from mambaad.engine.evaluator import autocast_context
 from mambaad.engine.optim import build_optimizer
-from mambaad.engine.step import TrainStep, prepare_nccl_for_capture, use_cuda_graph
+from mambaad.engine.step import TrainStep, compile_forward, prepare_nccl_for_capture, use_cuda_graph
 from mambaad.engine.trainer import build_model, build_train_step, resolve_device
 
 # name -> (dotted overrides, SyncBN on, gradient all-reduce on); diagnosis variants are not training modes
@@ -186,7 +186,8 @@ class Setup:
 def build_setup(
     cfg: RunConfig, device: torch.device, batch: int, size: int, sync_bn: bool = True, grad_sync: bool = True
 ) -> Setup:
-    """Model (same seed on every rank), SyncBN when asked, optimizer, DDP with ``cfg.train.ddp_*``."""
+    """Model (same seed on every rank), SyncBN when asked, ``train.compile``, optimizer, DDP with
+    ``cfg.train.ddp_*``."""
     world = dist.get_world_size()
     torch.manual_seed(cfg.train.seed)
     model = build_model(cfg).to(device)
@@ -194,6 +195,8 @@ def build_setup(
         model = model.to(memory_format=torch.channels_last)
     if world > 1 and sync_bn:
         dist.convert_sync_batchnorm(model, device, cfg.train.ddp_sync_bn)
+    if cfg.train.compile:  # as the trainer does: after SyncBN, before DDP wraps the model
+        compile_forward(model)
     optimizer = build_optimizer(model, cfg.train)
     graph = grad_sync and use_cuda_graph(cfg.train.cuda_graph, model, device)  # no_sync() needs eager
     train_step, ddp = build_train_step(model, optimizer, cfg, device, graph)
