@@ -197,7 +197,7 @@ GATHER_MODE: dict[str, int] = {"fwd_seq": 1, "fwd_seg": 0, "bwd_seg": 1}
 # Whether the step kernels drop their masks where the shapes allow it (``_even``; False: always masked, for
 # measuring). Compiled for sm_90 as at run time (Triton 3.6, session 9), the inference loops lose 6 %
 # (``fwd_seq``, 194 -> 182 SASS instructions per step) and 12 % (``fwd_seg``, 189 -> 167) of their
-# instructions; TF32 inference at batch 16 on an H200, eager: 924-940 -> 940-944 img/s.
+# instructions and ``fwd_seg`` 14 registers, for no change in img/s beyond the noise (H200, session 9).
 EVEN_LOADS = True
 
 
