@@ -42,7 +42,6 @@ BASE = {
     "BLOCK_N": 16,
     "LANE": 0,
     "ROW_VEC": True,
-    "EVEN": True,
 }
 KERNELS = {
     "fwd_seq_kernel": {

@@ -59,10 +59,6 @@ CASES = [(*c, None) for c in CASES] + [
     ("odd_L15_gather1", 2, 8, 3, 2, 3, 5, 4, 2, "hilbert", True, True, False, "seq", "seq", None, None),
     ("L33_split_gather2_rows", 1, 4, 2, 4, 3, 11, 4, None, "scan", True, True, True, "seq", "seq", 8, 2),
     ("L33_N3_gather2_lane1", 1, 4, 2, 3, 3, 11, 4, None, "sweep", False, True, False, "seq", "seq", 8, None),
-    # _even: D a multiple of 32, N a power of two, L whole segments: the kernels' unmasked loads (EVEN)
-    ("L32_D32_split_even", 1, 2, 32, 4, 4, 8, 4, None, "hilbert", True, True, True, "seq", "seq", 8, 2),
-    ("L32_gather2_lane2_even", 1, 2, 32, 4, 4, 8, 4, None, "zigzag", True, True, True, "seq", "seq", 8, 2),
-    ("L32_D32_even_gather0", 2, 2, 32, 4, 4, 8, 4, None, "scan", True, True, True, "seq", "seq", None, 2),
 ]
 
 _SCRIPT = textwrap.dedent(
@@ -233,20 +229,6 @@ def test_segment_policy() -> None:
     assert ts._segments(16, 8, 128, 4096, 16, None, backward=True)[1] == ts.BWD_SPLIT_PROGRAMS // programs
     assert ts._segments(16, 8, 256, 1024, 16, None, backward=True) == (1024, 1)  # 1,024 programs: unsplit
     assert ts._segments(16, 8, 256, 1024, 16, 256, backward=True) == (256, 4)  # an explicit length holds
-
-
-def test_unmasked_loads_only_where_every_step_and_block_is_full(monkeypatch: pytest.MonkeyPatch) -> None:
-    """EVEN (no masks in the step kernels) needs full channel blocks, N a power of two and whole blocks of
-    steps in whole segments; MambaAD's shapes (D 128, N 16, L 4096 in 8 segments) qualify."""
-    from mambaad.scan import triton_scan as ts
-
-    assert ts._even(128, 16, 4096, 32, 512, 4)
-    assert not ts._even(120, 16, 4096, 32, 512, 4)  # a partial channel block
-    assert not ts._even(128, 12, 4096, 32, 512, 4)  # N padded to 16
-    assert not ts._even(128, 16, 4000, 32, 512, 4)  # the last segment partial
-    assert not ts._even(128, 16, 33, 32, 33, 4)  # the last block partial
-    monkeypatch.setattr(ts, "EVEN_LOADS", False)
-    assert not ts._even(128, 16, 4096, 32, 512, 4)
 
 
 def test_pipeline_stages_setting(monkeypatch: pytest.MonkeyPatch) -> None:

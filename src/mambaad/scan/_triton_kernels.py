@@ -241,73 +241,52 @@ def _lane_channels(idx, K, LANE: tl.constexpr):
 
 
 @triton.jit
-def _pixel(ord_base, t, L, EVEN: tl.constexpr):
-    """Step t's raster pixel p = orders[k, t] (0 past the end unless ``EVEN`` says there is none)."""
-    if EVEN:
-        return tl.load(ord_base + t)
-    return tl.load(ord_base + t, mask=t < L, other=0)
-
-
-@triton.jit
 def _step_gathers(
-    p, t, L, u_base, d_base, b_base, c_base, su_l, sd_l, sb_l, sc_l, mask_d, mask_n,
-    ROW_VEC: tl.constexpr, EVEN: tl.constexpr,
+    ord_base, t, L, u_base, d_base, b_base, c_base, su_l, sd_l, sb_l, sc_l, mask_d, mask_n,
+    ROW_VEC: tl.constexpr,
 ):  # fmt: skip
-    """Step t's loads at its pixel p, nothing computed on them: (p, channel mask, u, dt_proj output, B, C).
+    """Step t's loads, nothing computed on them: its pixel p, channel mask, u, dt_proj output, B, C.
 
     Steps past the end (t >= L) read nothing. ``ROW_VEC``: the B and C row strides are multiples of 4 (the
     launcher checked it), so rows whose start Triton knows to be 16-byte aligned load as 4-wide vectors.
-    ``EVEN``: the launcher checked that every step visited is valid and every channel and state of the
-    block in range (MambaAD's shapes), so the loads go unmasked: no predicates, no zero-filled registers.
     """
-    if EVEN:
-        m = mask_d  # all true; kept for the callers' stores
-        u = tl.load(u_base + p * su_l).to(tl.float32)
-        raw = tl.load(d_base + p * sd_l).to(tl.float32)
-    else:
-        valid = t < L
-        m = mask_d & valid
-        u = tl.load(u_base + p * su_l, mask=m, other=0.0).to(tl.float32)  # (BD,)
-        raw = tl.load(d_base + p * sd_l, mask=m, other=0.0).to(tl.float32)
+    valid = t < L
+    p = tl.load(ord_base + t, mask=valid, other=0)  # this step's raster pixel
+    m = mask_d & valid
+    u = tl.load(u_base + p * su_l, mask=m, other=0.0).to(tl.float32)  # (BD,)
+    raw = tl.load(d_base + p * sd_l, mask=m, other=0.0).to(tl.float32)
     pb, pc = p * sb_l, p * sc_l
     if ROW_VEC:
         pb, pc = tl.multiple_of(pb, 4), tl.multiple_of(pc, 4)
-    if EVEN:
-        bt = tl.load(b_base + pb).to(tl.float32)
-        ct = tl.load(c_base + pc).to(tl.float32)
-    else:
-        bt = tl.load(b_base + pb, mask=mask_n & valid, other=0.0).to(tl.float32)  # (BN,)
-        ct = tl.load(c_base + pc, mask=mask_n & valid, other=0.0).to(tl.float32)
+    bt = tl.load(b_base + pb, mask=mask_n & valid, other=0.0).to(tl.float32)  # (BN,)
+    ct = tl.load(c_base + pc, mask=mask_n & valid, other=0.0).to(tl.float32)
     return p, m, u, raw, bt, ct
 
 
 @triton.jit
-def _gathered_inputs(loads, bias, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr, EVEN: tl.constexpr):
+def _gathered_inputs(loads, bias, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr):
     """``_step_gathers``' tuple -> (p, mask, u, biased dt_proj output, delta, B, C); delta = 0 past the end."""
     p, m, u, raw, bt, ct = loads
     raw, dt = _delta(raw, bias, HAS_BIAS, SOFTPLUS)
-    if not EVEN:
-        dt = tl.where(m, dt, 0.0)
-    return p, m, u, raw, dt, bt, ct
+    return p, m, u, raw, tl.where(m, dt, 0.0), bt, ct
 
 
 @triton.jit
 def _step_inputs(
     ord_base, t, L, u_base, d_base, b_base, c_base, su_l, sd_l, sb_l, sc_l, mask_d, mask_n, bias,
-    HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr, ROW_VEC: tl.constexpr, EVEN: tl.constexpr,
+    HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr, ROW_VEC: tl.constexpr,
 ):  # fmt: skip
     """Step t of the step kernels: its pixel p, channel mask, u, biased dt_proj output, delta, B, C."""
     loads = _step_gathers(
-        _pixel(ord_base, t, L, EVEN), t, L, u_base, d_base, b_base, c_base, su_l, sd_l, sb_l, sc_l, mask_d,
-        mask_n, ROW_VEC, EVEN,
-    )  # fmt: skip
-    return _gathered_inputs(loads, bias, HAS_BIAS, SOFTPLUS, EVEN)
+        ord_base, t, L, u_base, d_base, b_base, c_base, su_l, sd_l, sb_l, sc_l, mask_d, mask_n, ROW_VEC
+    )
+    return _gathered_inputs(loads, bias, HAS_BIAS, SOFTPLUS)
 
 
 @triton.jit
 def _block_gathers(
     ord_base, t0, L, u_base, d_base, b_base, c_base, su_l, sd_l, sb_l, sc_l, mask_d, mask_n,
-    UNROLL: tl.constexpr, ROW_VEC: tl.constexpr, EVEN: tl.constexpr,
+    UNROLL: tl.constexpr, ROW_VEC: tl.constexpr,
 ):  # fmt: skip
     """``_step_gathers`` of steps t0 .. t0 + UNROLL - 1, a tuple of tuples. Issued together, before any of
     the steps computes: the layout conversions of a step's arithmetic are barriers no load crosses, so
@@ -315,8 +294,8 @@ def _block_gathers(
     out = ()
     for j in tl.static_range(UNROLL):
         step = _step_gathers(
-            _pixel(ord_base, t0 + j, L, EVEN), t0 + j, L, u_base, d_base, b_base, c_base, su_l, sd_l, sb_l,
-            sc_l, mask_d, mask_n, ROW_VEC, EVEN,
+            ord_base, t0 + j, L, u_base, d_base, b_base, c_base, su_l, sd_l, sb_l, sc_l, mask_d, mask_n,
+            ROW_VEC,
         )  # fmt: skip
         out = out + (step,)  # noqa: RUF005 (Triton builds tuples by concatenation, not unpacking)
     return out
@@ -325,19 +304,17 @@ def _block_gathers(
 @triton.jit
 def _blocks(
     ahead, ord_base, t0, t_next, L, u_base, d_base, b_base, c_base, su_l, sd_l, sb_l, sc_l, mask_d, mask_n,
-    UNROLL: tl.constexpr, ROW_VEC: tl.constexpr, EVEN: tl.constexpr, GATHER: tl.constexpr,
+    UNROLL: tl.constexpr, ROW_VEC: tl.constexpr, GATHER: tl.constexpr,
 ):  # fmt: skip
     """(the gathers of the block at t0, the gathers carried into the next iteration) for GATHER 1 (gather
     the block now; ``ahead`` is passed on) and 2 (``ahead`` is this block; gather the one at t_next).
     Before the loop, :func:`_ahead` gives the first ``ahead``."""
-    gathers = (ord_base, t0, L, u_base, d_base, b_base, c_base, su_l, sd_l, sb_l, sc_l, mask_d, mask_n)
+    gathers = (L, u_base, d_base, b_base, c_base, su_l, sd_l, sb_l, sc_l, mask_d, mask_n)
     if GATHER == 1:
-        block = _block_gathers(*gathers, UNROLL, ROW_VEC, EVEN)
+        block = _block_gathers(ord_base, t0, *gathers, UNROLL, ROW_VEC)
     else:
         block = ahead
-        ahead = _block_gathers(
-            ord_base, t_next, *gathers[2:], UNROLL, ROW_VEC, False
-        )  # masked: the block after the last one runs past the end
+        ahead = _block_gathers(ord_base, t_next, *gathers, UNROLL, ROW_VEC)
     return block, ahead
 
 
@@ -351,7 +328,7 @@ def _ahead(
     if GATHER == 2:
         ahead = _block_gathers(
             ord_base, t0, L, u_base, d_base, b_base, c_base, su_l, sd_l, sb_l, sc_l, mask_d, mask_n, UNROLL,
-            ROW_VEC, False,
+            ROW_VEC,
         )  # fmt: skip
     return ahead
 
@@ -368,7 +345,7 @@ def fwd_seq_kernel(
     HAS_D: tl.constexpr, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr, SAVE_STATES: tl.constexpr,
     BLOCK_D: tl.constexpr, BLOCK_N: tl.constexpr, UNROLL: tl.constexpr, SAVE_EVERY: tl.constexpr,
     SPLIT: tl.constexpr, STAGES: tl.constexpr,
-    LANE: tl.constexpr, ROW_VEC: tl.constexpr, EVEN: tl.constexpr, GATHER: tl.constexpr,
+    LANE: tl.constexpr, ROW_VEC: tl.constexpr, GATHER: tl.constexpr,
 ):  # fmt: skip
     # The program's N states of its BLOCK_D channels stay in registers while it walks L one step at a
     # time: no parallel scan, the minimum of work per step (one exp and a few FMAs per state).
@@ -420,16 +397,14 @@ def fwd_seq_kernel(
             if t0 % SAVE_EVERY == 0:
                 tl.store(hs_base + (t0 // SAVE_EVERY) * N * D, h, mask=mask_nd)
         if GATHER:
-            block, ahead = _blocks(
-                ahead, ord_base, t0, t0 + UNROLL, *gathers[1:], UNROLL, ROW_VEC, EVEN, GATHER
-            )
+            block, ahead = _blocks(ahead, ord_base, t0, t0 + UNROLL, *gathers[1:], UNROLL, ROW_VEC, GATHER)
         y_tile = tl.zeros((UNROLL, BLOCK_D), dtype=tl.float32)
         for j in tl.static_range(UNROLL):
             if GATHER:
-                p, m, u, _, dt, bt, ct = _gathered_inputs(block[j], bias, HAS_BIAS, SOFTPLUS, EVEN)
+                p, m, u, _, dt, bt, ct = _gathered_inputs(block[j], bias, HAS_BIAS, SOFTPLUS)
             else:
                 p, m, u, _, dt, bt, ct = _step_inputs(
-                    ord_base, t0 + j, *gathers[1:], bias, HAS_BIAS, SOFTPLUS, ROW_VEC, EVEN
+                    ord_base, t0 + j, *gathers[1:], bias, HAS_BIAS, SOFTPLUS, ROW_VEC
                 )
             h = tl.exp2(dt[None, :] * a2) * h + (dt * u)[None, :] * bt[:, None]  # (BN, BD)
             y = tl.sum(h * ct[:, None], axis=0)  # (BD,)
@@ -500,7 +475,7 @@ def fwd_seg_kernel(
     sb_b, sb_k, sb_n, sb_l,
     HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr,
     BLOCK_D: tl.constexpr, BLOCK_N: tl.constexpr, UNROLL: tl.constexpr, STAGES: tl.constexpr,
-    LANE: tl.constexpr, ROW_VEC: tl.constexpr, EVEN: tl.constexpr, GATHER: tl.constexpr,
+    LANE: tl.constexpr, ROW_VEC: tl.constexpr, GATHER: tl.constexpr,
 ):  # fmt: skip
     # Pass 1 of the split forward: segment s = program_id(2) (every segment but the last) runs the
     # recurrence from h = 0 and stores its final state and its sum of delta (decay over the segment =
@@ -519,15 +494,13 @@ def fwd_seg_kernel(
     ahead = _ahead(ord_base, seg * seg_len, *gathers[1:], UNROLL, ROW_VEC, GATHER)
     for t0 in tl.range(seg * seg_len, (seg + 1) * seg_len, UNROLL, num_stages=STAGES):
         if GATHER:
-            block, ahead = _blocks(
-                ahead, ord_base, t0, t0 + UNROLL, *gathers[1:], UNROLL, ROW_VEC, EVEN, GATHER
-            )
+            block, ahead = _blocks(ahead, ord_base, t0, t0 + UNROLL, *gathers[1:], UNROLL, ROW_VEC, GATHER)
         for j in tl.static_range(UNROLL):
             if GATHER:
-                _, _, u, _, dt, bt, _ = _gathered_inputs(block[j], bias, HAS_BIAS, SOFTPLUS, EVEN)
+                _, _, u, _, dt, bt, _ = _gathered_inputs(block[j], bias, HAS_BIAS, SOFTPLUS)
             else:
                 _, _, u, _, dt, bt, _ = _step_inputs(
-                    ord_base, t0 + j, *gathers[1:], bias, HAS_BIAS, SOFTPLUS, ROW_VEC, EVEN
+                    ord_base, t0 + j, *gathers[1:], bias, HAS_BIAS, SOFTPLUS, ROW_VEC
                 )
             h = tl.exp2(dt[None, :] * a2) * h + (dt * u)[None, :] * bt[:, None]
             dt_sum += dt
@@ -546,7 +519,7 @@ def bwd_seg_kernel(
     so_b, so_d, so_l,
     HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr,
     BLOCK_D: tl.constexpr, BLOCK_N: tl.constexpr, UNROLL: tl.constexpr, STAGES: tl.constexpr,
-    ROW_VEC: tl.constexpr, EVEN: tl.constexpr, GATHER: tl.constexpr,
+    ROW_VEC: tl.constexpr, GATHER: tl.constexpr,
 ):  # fmt: skip
     # Pass 1 of the split backward: segment s = program_id(2) + 1 (every segment but the first) runs the
     # adjoint g_t = C_t dy_t + exp(delta_{t+1} A) g_{t+1} backwards from a zero carry and stores the
@@ -568,17 +541,13 @@ def bwd_seg_kernel(
     for i in tl.range(0, seg_len, UNROLL, num_stages=STAGES):
         t0 = last - i
         if GATHER:
-            block, ahead = _blocks(
-                ahead, ord_base, t0, t0 - UNROLL, *gathers[1:], UNROLL, ROW_VEC, EVEN, GATHER
-            )
+            block, ahead = _blocks(ahead, ord_base, t0, t0 - UNROLL, *gathers[1:], UNROLL, ROW_VEC, GATHER)
         for jj in tl.static_range(UNROLL):
             if GATHER:
-                _, _, dy, _, dt, _, ct = _gathered_inputs(
-                    block[UNROLL - 1 - jj], bias, HAS_BIAS, SOFTPLUS, EVEN
-                )
+                _, _, dy, _, dt, _, ct = _gathered_inputs(block[UNROLL - 1 - jj], bias, HAS_BIAS, SOFTPLUS)
             else:
                 _, _, dy, _, dt, _, ct = _step_inputs(
-                    ord_base, t0 + UNROLL - 1 - jj, *gathers[1:], bias, HAS_BIAS, SOFTPLUS, ROW_VEC, EVEN
+                    ord_base, t0 + UNROLL - 1 - jj, *gathers[1:], bias, HAS_BIAS, SOFTPLUS, ROW_VEC
                 )
             carry = tl.exp2(dt[None, :] * a2) * (carry + ct[:, None] * dy[None, :])
             dt_sum += dt
@@ -600,7 +569,7 @@ def bwd_seq_kernel(
     so_b, so_d, so_l,
     HAS_D: tl.constexpr, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr,
     BLOCK_D: tl.constexpr, BLOCK_N: tl.constexpr, CHUNK: tl.constexpr, SPLIT: tl.constexpr,
-    STAGES: tl.constexpr, ROW_VEC: tl.constexpr, EVEN: tl.constexpr,
+    STAGES: tl.constexpr, ROW_VEC: tl.constexpr,
 ):  # fmt: skip
     # The step kernel's layout run backwards: the program's (N, BLOCK_D) states in registers.
     # Chunks are visited in reverse; a chunk's states are first recomputed forward from the saved chunk
@@ -656,7 +625,7 @@ def bwd_seq_kernel(
             tl.store(scr_base + j * (BLOCK_N * BLOCK_D), h)
             _, _, u, _, dt, bt, _ = _step_inputs(
                 ord_base, t0 + j, L, u_base, d_base, b_base, c_base, su_l, sd_l, sb_l, sc_l, mask_d, mask_n,
-                bias, HAS_BIAS, SOFTPLUS, ROW_VEC, EVEN,
+                bias, HAS_BIAS, SOFTPLUS, ROW_VEC,
             )  # fmt: skip
             h = tl.exp2(dt[None, :] * a2) * h + (dt * u)[None, :] * bt[:, None]
         tl.debug_barrier()
@@ -666,7 +635,7 @@ def bwd_seq_kernel(
             hp = tl.load(scr_base + j * (BLOCK_N * BLOCK_D))  # state entering step t
             p, m, u, raw, dt, bt, ct = _step_inputs(
                 ord_base, t0 + j, L, u_base, d_base, b_base, c_base, su_l, sd_l, sb_l, sc_l, mask_d, mask_n,
-                bias, HAS_BIAS, SOFTPLUS, ROW_VEC, EVEN,
+                bias, HAS_BIAS, SOFTPLUS, ROW_VEC,
             )  # fmt: skip
             mn = mask_n & valid
             dy = tl.load(g_base + p * so_l, mask=m, other=0.0).to(tl.float32)  # (BD,)

@@ -194,11 +194,6 @@ LANE_LAYOUT: dict[str, int] = {"fwd_seq": 0, "fwd_seg": 1}
 # registers); ``fwd_seg`` 1 / 2: 916 / 938 against 935 (noise); training, ``bwd_seg`` 1 with 4 steps: 251.8
 # -> 255.1 img/s.
 GATHER_MODE: dict[str, int] = {"fwd_seq": 1, "fwd_seg": 0, "bwd_seg": 1}
-# Whether the step kernels drop their masks where the shapes allow it (``_even``; False: always masked, for
-# measuring). Compiled for sm_90 as at run time (Triton 3.6, session 9), the inference loops lose 6 %
-# (``fwd_seq``, 194 -> 182 SASS instructions per step) and 12 % (``fwd_seg``, 189 -> 167) of their
-# instructions and ``fwd_seg`` 14 registers, for no change in img/s beyond the noise (H200, session 9).
-EVEN_LOADS = True
 
 
 def _set_per_kernel(
@@ -287,13 +282,6 @@ def _row_vec(*rows: Tensor) -> bool:
     """Whether the per-position rows of these (B, K, N, L) tensors (B and C) have strides that keep them
     16-byte aligned when their start is: the kernels' ``ROW_VEC`` hint (Triton itself checks the start)."""
     return all(t.stride(3) % 4 == 0 for t in rows)
-
-
-def _even(d: int, n: int, length: int, block_d: int, seg_len: int, step: int) -> bool:
-    """The kernels' ``EVEN``: every channel block full, N a power of two, and L cut into whole segments of
-    whole ``step``-step blocks, so that no load needs a mask (MambaAD's shapes: D a multiple of 32, N = 16,
-    L = 64 ... 4096)."""
-    return EVEN_LOADS and d % block_d == 0 and n == _pow2(n) and length % seg_len == 0 and seg_len % step == 0
 
 
 def _segments(
@@ -427,7 +415,6 @@ class _HybridScanFn(torch.autograd.Function):
                 "BLOCK_D": fwd_block_d,
                 "BLOCK_N": _pow2(n),
                 "UNROLL": unroll,
-                "EVEN": _even(d, n, length, fwd_block_d, seg_len, unroll),
                 "num_warps": max(1, fwd_block_d // 32),
             }
             if n_seg > 1:  # pass 1: every segment's end state from a zero start
@@ -553,7 +540,6 @@ def _backward_seq(
             HAS_BIAS=delta_bias is not None, SOFTPLUS=delta_softplus,
             BLOCK_D=block_d, BLOCK_N=block_n, UNROLL=min(BWD_SEG_UNROLL, chunk), num_warps=max(1, block_d // 32),
             STAGES=PIPELINE_STAGES["bwd_seg"], ROW_VEC=_row_vec(C), GATHER=GATHER_MODE["bwd_seg"],
-            EVEN=_even(d, n, length, block_d, seg_len, min(BWD_SEG_UNROLL, chunk)),
             **_maxnreg("bwd_seg"),
         )  # fmt: skip
     # channels (or states) innermost, like the step kernel's tiles; returned as views of the contract
@@ -573,8 +559,7 @@ def _backward_seq(
         *u.stride(), *delta.stride(), *B.stride(), *C.stride(), *dout.stride(),
         HAS_D=D is not None, HAS_BIAS=delta_bias is not None, SOFTPLUS=delta_softplus,
         BLOCK_D=block_d, BLOCK_N=block_n, CHUNK=chunk, SPLIT=n_seg > 1, num_warps=max(1, block_d // 32),
-        STAGES=PIPELINE_STAGES["bwd_seq"], ROW_VEC=_row_vec(B, C), EVEN=_even(d, n, length, block_d, chunk, 1),
-        **_maxnreg("bwd_seq"),
+        STAGES=PIPELINE_STAGES["bwd_seq"], ROW_VEC=_row_vec(B, C), **_maxnreg("bwd_seq"),
     )  # fmt: skip
     return (
         du.transpose(1, 2),
