@@ -350,8 +350,8 @@ def fwd_seq_kernel(
     # The program's N states of its BLOCK_D channels stay in registers while it walks L one step at a
     # time: no parallel scan, the minimum of work per step (one exp and a few FMAs per state).
     # UNROLL steps are unrolled; GATHER (``_blocks``) issues a block's gathers before any of its steps
-    # computes, and the block's outputs are written by one atomic add. The state entering every SAVE_EVERY-step chunk is saved for the
-    # backward (same (B, K, n_chunks, N, D) layout as ``fwd_kernel``'s). Every tile is (N, BLOCK_D) with
+    # computes, and the block's outputs are written by one atomic add. The state entering every
+    # SAVE_EVERY-step chunk is saved for the backward (same (B, K, n_chunks, N, D) layout as ``fwd_kernel``'s). Every tile is (N, BLOCK_D) with
     # the channels innermost in memory; compiled for sm_90 Triton gives each thread 4 states x 4 channels
     # of it (sums over N take 2 shuffle rounds), or with LANE the layout ``_lane_channels`` describes (then
     # each step adds its outputs at once). On an H200 (Triton 3.6) LANE made this kernel slower
@@ -390,21 +390,21 @@ def fwd_seq_kernel(
             h, seg_h_ptr, seg_dt_ptr, b * K + k, 0, seg, 1, n_seg, N, D, offs_n,
             _lane_channels(offs_d, K, LANE), mask_nd, mask_d, a2,
         )  # fmt: skip
-    gathers = (ord_base, L, u_base, d_base, b_base, c_base, su_l, sd_l, sb_l, sc_l, mask_d, mask_n)
-    ahead = _ahead(ord_base, t_start, *gathers[1:], UNROLL, ROW_VEC, GATHER)
+    gathers = (L, u_base, d_base, b_base, c_base, su_l, sd_l, sb_l, sc_l, mask_d, mask_n)
+    ahead = _ahead(ord_base, t_start, *gathers, UNROLL, ROW_VEC, GATHER)
     for t0 in tl.range(t_start, t_end, UNROLL, num_stages=STAGES):
         if SAVE_STATES:
             if t0 % SAVE_EVERY == 0:
                 tl.store(hs_base + (t0 // SAVE_EVERY) * N * D, h, mask=mask_nd)
         if GATHER:
-            block, ahead = _blocks(ahead, ord_base, t0, t0 + UNROLL, *gathers[1:], UNROLL, ROW_VEC, GATHER)
+            block, ahead = _blocks(ahead, ord_base, t0, t0 + UNROLL, *gathers, UNROLL, ROW_VEC, GATHER)
         y_tile = tl.zeros((UNROLL, BLOCK_D), dtype=tl.float32)
         for j in tl.static_range(UNROLL):
             if GATHER:
                 p, m, u, _, dt, bt, ct = _gathered_inputs(block[j], bias, HAS_BIAS, SOFTPLUS)
             else:
                 p, m, u, _, dt, bt, ct = _step_inputs(
-                    ord_base, t0 + j, *gathers[1:], bias, HAS_BIAS, SOFTPLUS, ROW_VEC
+                    ord_base, t0 + j, *gathers, bias, HAS_BIAS, SOFTPLUS, ROW_VEC
                 )
             h = tl.exp2(dt[None, :] * a2) * h + (dt * u)[None, :] * bt[:, None]  # (BN, BD)
             y = tl.sum(h * ct[:, None], axis=0)  # (BD,)
@@ -490,17 +490,17 @@ def fwd_seg_kernel(
     seg = tl.program_id(2)
     h = tl.zeros((BLOCK_N, BLOCK_D), dtype=tl.float32)
     dt_sum = tl.zeros((BLOCK_D,), dtype=tl.float32)
-    gathers = (ord_base, L, u_base, d_base, b_base, b_base, su_l, sd_l, sb_l, sb_l, mask_d, mask_n)  # no C
-    ahead = _ahead(ord_base, seg * seg_len, *gathers[1:], UNROLL, ROW_VEC, GATHER)
+    gathers = (L, u_base, d_base, b_base, b_base, su_l, sd_l, sb_l, sb_l, mask_d, mask_n)  # no C
+    ahead = _ahead(ord_base, seg * seg_len, *gathers, UNROLL, ROW_VEC, GATHER)
     for t0 in tl.range(seg * seg_len, (seg + 1) * seg_len, UNROLL, num_stages=STAGES):
         if GATHER:
-            block, ahead = _blocks(ahead, ord_base, t0, t0 + UNROLL, *gathers[1:], UNROLL, ROW_VEC, GATHER)
+            block, ahead = _blocks(ahead, ord_base, t0, t0 + UNROLL, *gathers, UNROLL, ROW_VEC, GATHER)
         for j in tl.static_range(UNROLL):
             if GATHER:
                 _, _, u, _, dt, bt, _ = _gathered_inputs(block[j], bias, HAS_BIAS, SOFTPLUS)
             else:
                 _, _, u, _, dt, bt, _ = _step_inputs(
-                    ord_base, t0 + j, *gathers[1:], bias, HAS_BIAS, SOFTPLUS, ROW_VEC
+                    ord_base, t0 + j, *gathers, bias, HAS_BIAS, SOFTPLUS, ROW_VEC
                 )
             h = tl.exp2(dt[None, :] * a2) * h + (dt * u)[None, :] * bt[:, None]
             dt_sum += dt
@@ -535,19 +535,19 @@ def bwd_seg_kernel(
     carry = tl.zeros((BLOCK_N, BLOCK_D), dtype=tl.float32)
     dt_sum = tl.zeros((BLOCK_D,), dtype=tl.float32)
     # dy is gathered where the forward kernels gather u; no B
-    gathers = (ord_base, L, g_base, d_base, c_base, c_base, so_l, sd_l, sc_l, sc_l, mask_d, mask_n)
+    gathers = (L, g_base, d_base, c_base, c_base, so_l, sd_l, sc_l, sc_l, mask_d, mask_n)
     last = (seg + 1) * seg_len - UNROLL  # the first block visited
-    ahead = _ahead(ord_base, last, *gathers[1:], UNROLL, ROW_VEC, GATHER)
+    ahead = _ahead(ord_base, last, *gathers, UNROLL, ROW_VEC, GATHER)
     for i in tl.range(0, seg_len, UNROLL, num_stages=STAGES):
         t0 = last - i
         if GATHER:
-            block, ahead = _blocks(ahead, ord_base, t0, t0 - UNROLL, *gathers[1:], UNROLL, ROW_VEC, GATHER)
+            block, ahead = _blocks(ahead, ord_base, t0, t0 - UNROLL, *gathers, UNROLL, ROW_VEC, GATHER)
         for jj in tl.static_range(UNROLL):
             if GATHER:
                 _, _, dy, _, dt, _, ct = _gathered_inputs(block[UNROLL - 1 - jj], bias, HAS_BIAS, SOFTPLUS)
             else:
                 _, _, dy, _, dt, _, ct = _step_inputs(
-                    ord_base, t0 + UNROLL - 1 - jj, *gathers[1:], bias, HAS_BIAS, SOFTPLUS, ROW_VEC
+                    ord_base, t0 + UNROLL - 1 - jj, *gathers, bias, HAS_BIAS, SOFTPLUS, ROW_VEC
                 )
             carry = tl.exp2(dt[None, :] * a2) * (carry + ct[:, None] * dy[None, :])
             dt_sum += dt
