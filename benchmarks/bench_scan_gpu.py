@@ -120,7 +120,7 @@ def main() -> int:
     parser.add_argument("--sweep", action="store_true", help="time triton launch configs instead")
     parser.add_argument("--sweep-fwd", action="store_true", help="time the seq forward's launch configs")
     parser.add_argument("--sweep-split", action="store_true", help="time the step kernels' segment lengths")
-    triton_scan.add_tuning_arguments(parser, prefix="--")  # --stages, --lane, --gather, --maxnreg
+    triton_scan.add_tuning_arguments(parser, prefix="--")  # --stages, --gather, --maxnreg
     args = parser.parse_args()
     triton_scan.apply_tuning_arguments(args)
     if not torch.cuda.is_available():
@@ -207,7 +207,7 @@ def sweep_fwd(batches: list[int], dtype: torch.dtype, iters: int) -> int:
     for b, (stage, d, h, w) in itertools.product(batches, STAGES):
         orders = scan_orders("hilbert", h, w, K).cuda()
         xs = inputs(b, d, h * w, dtype)
-        for block_d, unroll in itertools.product([32, 64, 128], [1, 2, 4, 8]):
+        for block_d, unroll in itertools.product([16, 32, 64], [1, 2, 4, 8]):
             if block_d > max(32, d):
                 continue
 

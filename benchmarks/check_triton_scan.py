@@ -112,7 +112,9 @@ def main() -> int:
     )
     parser.add_argument("--quick", action="store_true", help="random shapes only, no stage shapes")
     parser.add_argument("--bwd-kernel", default=None, choices=["chunk", "seq"], help="backward kernel")
-    parser.add_argument("--split", type=int, default=None, help="SPLIT_PROGRAMS of the step kernels (0: off)")
+    parser.add_argument(
+        "--split", type=int, default=None, help="ROW_ and BWD_SPLIT_PROGRAMS of the step kernels (0: off)"
+    )
     parser.add_argument("--min-segment", type=int, default=None, help="MIN_SEGMENT of the step kernels")
     triton_scan.add_tuning_arguments(parser, prefix="--")  # --stages, --lane, --gather, --maxnreg
     parser.add_argument("--inner", default=None, help="selective-scan backend of the yardstick")
@@ -123,7 +125,7 @@ def main() -> int:
     DEVICE = args.device
     triton_scan.BWD_KERNEL = args.bwd_kernel or triton_scan.BWD_KERNEL
     if args.split is not None:
-        triton_scan.SPLIT_PROGRAMS = args.split
+        triton_scan.ROW_SPLIT_PROGRAMS = triton_scan.BWD_SPLIT_PROGRAMS = args.split
     if args.min_segment is not None:
         triton_scan.MIN_SEGMENT = args.min_segment
     triton_scan.apply_tuning_arguments(args)
@@ -134,9 +136,10 @@ def main() -> int:
     name = torch.cuda.get_device_name() if DEVICE == "cuda" else "cpu (triton interpreter)"
     print(
         f"torch {torch.__version__}, device {name}, yardstick backend {inner}, backward "
-        f"{triton_scan.BWD_KERNEL}, split to {triton_scan.SPLIT_PROGRAMS} programs, "
+        f"{triton_scan.BWD_KERNEL}, split to {triton_scan.ROW_SPLIT_PROGRAMS} / {triton_scan.BWD_SPLIT_PROGRAMS} "
+        "programs (forward / backward), "
         f"segments >= {triton_scan.MIN_SEGMENT} steps, stages {triton_scan.PIPELINE_STAGES}, "
-        f"lane layout {triton_scan.LANE_LAYOUT}, gather modes {triton_scan.GATHER_MODE}, "
+        f"gather modes {triton_scan.GATHER_MODE}, "
         f"register caps {triton_scan.MAX_REGISTERS}"
     )
     f32, bf16 = torch.float32, torch.bfloat16

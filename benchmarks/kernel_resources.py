@@ -6,13 +6,14 @@ Compiles each step kernel of ``mambaad.scan._triton_kernels`` for ``sm_<arch>`` 
 compiler and runs the ``ptxas -v`` that ships with Triton on its PTX: a register count near 255 or any
 spill means few warps per SM, the first thing to check before spending GPU time on a kernel change.
 Launch settings as ``triton_scan`` uses them for MambaAD (32 channels per program, N = 16, fp32 inputs,
-unroll 8, chunk 16), for every ``PIPELINE_STAGES`` value given. As at run time, pointers, sizes and the
-strides that are multiples of 16 at MambaAD's shapes are specialised as such (Triton's divisibility
-hints) and the strides equal to 1 as the constant 1: without them the kernels vectorise differently and
-get other layouts and register counts. The forward kernels take ``triton_scan.LANE_LAYOUT``. The GPU
-machine's Triton (3.6) compiles differently from the one here (3.8); to see its registers, layouts and
-SASS, put it first on the path: ``pip install --no-deps --target /tmp/t36 triton==3.6.0`` and
-``PYTHONPATH=/tmp/t36:src`` (its counts were within a register of Nsight Compute's on the H200, session 6).
+chunk 16), for every ``PIPELINE_STAGES`` value given (the forward kernels have none). As at run time,
+pointers, sizes and the strides that are multiples of 16 at MambaAD's shapes are specialised as such
+(Triton's divisibility hints) and the strides equal to 1 as the constant 1: without them the kernels
+vectorise differently and get other layouts and register counts. The GPU machine's Triton (3.6)
+compiles differently from the one here (3.8); to see its registers, layouts and SASS, put it first on the
+path: ``pip install --no-deps --target /tmp/t36 triton==3.6.0`` and ``PYTHONPATH=/tmp/t36:src`` (its
+counts were within a register of Nsight Compute's on the H200, session 6). Compiling this way before a
+GPU run also catches what the CPU interpreter lets through (session 10: constexprs inside a tuple).
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from triton.backends.compiler import GPUTarget
 from triton.compiler import ASTSource
 
 from mambaad.scan import _triton_kernels as kern
-from mambaad.scan.triton_scan import BWD_SEG_UNROLL, GATHER_MODE, LANE_LAYOUT, SEQ_UNROLL
+from mambaad.scan.triton_scan import BWD_SEG_UNROLL, GATHER_MODE, ROW_SPLIT_UNROLL, ROW_UNROLL
 
 # strides that are 1 at MambaAD's layouts (channels / states innermost): Triton specialises an integer
 # argument equal to 1 as the constant 1
@@ -40,25 +41,11 @@ BASE = {
     "SOFTPLUS": True,
     "BLOCK_D": 32,
     "BLOCK_N": 16,
-    "LANE": 0,
     "ROW_VEC": True,
 }
 KERNELS = {
-    "fwd_seq_kernel": {
-        **BASE,
-        "SAVE_STATES": True,
-        "UNROLL": SEQ_UNROLL,
-        "SAVE_EVERY": 16,
-        "SPLIT": True,
-        "LANE": LANE_LAYOUT["fwd_seq"],
-        "GATHER": GATHER_MODE["fwd_seq"],
-    },
-    "fwd_seg_kernel": {
-        **BASE,
-        "UNROLL": SEQ_UNROLL,
-        "LANE": LANE_LAYOUT["fwd_seg"],
-        "GATHER": GATHER_MODE["fwd_seg"],
-    },
+    "fwd_seq_kernel": {**BASE, "SAVE_STATES": True, "UNROLL": ROW_UNROLL, "SAVE_EVERY": 16, "SPLIT": True},
+    "fwd_seg_kernel": {**BASE, "UNROLL": ROW_SPLIT_UNROLL},
     "bwd_seg_kernel": {**BASE, "UNROLL": BWD_SEG_UNROLL, "GATHER": GATHER_MODE["bwd_seg"]},
     "bwd_seq_kernel": {**BASE, "CHUNK": 16, "SPLIT": True},
 }
@@ -123,7 +110,7 @@ def main() -> int:
     args = p.parse_args()
     for name, constexprs in KERNELS.items():
         fn = getattr(kern, name)
-        for stages in args.stages:
+        for stages in args.stages if "STAGES" in fn.arg_names else [1]:
             used = {k: v for k, v in {**constexprs, "STAGES": stages}.items() if k in fn.arg_names}
             print(f"{name:15s} stages {stages}: {resources(fn, used, args.arch)}")
             for cap in args.maxnreg if name == "bwd_seq_kernel" else []:

@@ -40,10 +40,10 @@ def test_bench_triton_tuning_options(
     monkeypatch.setattr(triton_scan, "MAX_REGISTERS", dict(triton_scan.MAX_REGISTERS))
     argv = ["bench", "--device", "cpu", "--encoder", "resnet18", "--image-size", "64", "--steps", "1"]
     argv += ["--warmup", "0", "--batch-size", "1", "--backend", "sequential", "--infer", "--json"]
-    assert main([*argv, "--triton-gather", "fwd_seq=2,bwd_seg=0", "--triton-maxnreg", "bwd_seq=200"]) == 0
-    assert triton_scan.GATHER_MODE == {"fwd_seq": 2, "fwd_seg": 0, "bwd_seg": 0}
+    assert main([*argv, "--triton-gather", "bwd_seg=0", "--triton-maxnreg", "bwd_seq=200"]) == 0
+    assert triton_scan.GATHER_MODE == {"bwd_seg": 0}
     assert triton_scan.MAX_REGISTERS["bwd_seq"] == 200
     capsys.readouterr()
-    assert main([*argv, "--triton-gather", "fwd_seq=3"]) == 1
+    assert main([*argv, "--triton-gather", "bwd_seg=3"]) == 1
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and "fwd_seq=3" in err[0]
+    assert len(err) == 1 and "bwd_seg=3" in err[0]

@@ -160,9 +160,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--triton-bwd", choices=["chunk", "seq"], help="backward kernel of the Triton scan")
     p.add_argument(
-        "--triton-split", type=int, help="programs the Triton step kernels aim at by cutting L (0: no split)"
+        "--triton-split",
+        type=int,
+        help="programs the Triton step kernels aim at by cutting L where programs are few (0: no split)",
     )
-    triton_scan.add_tuning_arguments(p)  # --triton-stages / -lane / -gather / -maxnreg
+    triton_scan.add_tuning_arguments(p)  # --triton-stages / -gather / -maxnreg
     p.add_argument("--steps", type=int, default=10)
     p.add_argument("--warmup", type=int, default=3)
     p.add_argument("--json", action="store_true", help="one JSON line per result")
@@ -175,7 +177,7 @@ def run(args: argparse.Namespace) -> int:
     triton_scan.apply_tuning_arguments(args)
     triton_scan.BWD_KERNEL = args.triton_bwd or triton_scan.BWD_KERNEL
     if args.triton_split is not None:
-        triton_scan.SPLIT_PROGRAMS = args.triton_split
+        triton_scan.ROW_SPLIT_PROGRAMS = triton_scan.BWD_SPLIT_PROGRAMS = args.triton_split
     for backend in args.backend or ["auto"]:
         model = create_model(args.model, encoder=args.encoder, scan_backend=backend).to(device)
         if args.compile:

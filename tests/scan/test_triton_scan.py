@@ -50,15 +50,17 @@ CASES = [(*c, None) for c in CASES] + [
     ("L33_lowrank_split", 1, 4, 5, 3, 3, 11, 4, None, "scan", True, True, True, "seq", "seq", 8, 3),
     ("L33_lowrank_chunk", 1, 4, 5, 3, 3, 11, 16, None, "scan", False, True, False, "chunk", "chunk", None, 1),
     # _rows: B / C rows channels-last (the kernels' ROW_VEC)
-    ("L15_N4_lane1_rows", 1, 2, 3, 4, 3, 5, 4, None, "hilbert", True, True, True, "seq", "seq", None, None),
-    ("L33_N4_split_lane1_rows", 1, 4, 2, 4, 3, 11, 4, None, "scan", True, True, True, "seq", "seq", 8, 2),
-    ("L33_N3_split_lane1", 1, 4, 2, 3, 3, 11, 4, None, "zigzag", False, True, False, "seq", "seq", 8, None),
-    ("L33_N4_split_lane2_rows", 1, 4, 2, 4, 3, 11, 4, None, "scan", True, True, True, "seq", "seq", 8, None),
-    # _gatherG: GATHER_MODE G in every kernel that has it (blocks past a segment's or the sequence's end)
+    ("L15_N4_rows", 1, 2, 3, 4, 3, 5, 4, None, "hilbert", True, True, True, "seq", "seq", None, None),
+    ("L33_N4_split_rows", 1, 4, 2, 4, 3, 11, 4, None, "scan", True, True, True, "seq", "seq", 8, 2),
+    ("L33_N3_split", 1, 4, 2, 3, 3, 11, 4, None, "zigzag", False, True, False, "seq", "seq", 8, None),
+    # _gatherG: bwd_seg_kernel's GATHER_MODE G (blocks past a segment's or the sequence's end)
     ("L33_split_gather0", 1, 4, 2, 3, 3, 11, 4, None, "scan", True, True, True, "seq", "seq", 8, None),
     ("odd_L15_gather1", 2, 8, 3, 2, 3, 5, 4, 2, "hilbert", True, True, False, "seq", "seq", None, None),
     ("L33_split_gather2_rows", 1, 4, 2, 4, 3, 11, 4, None, "scan", True, True, True, "seq", "seq", 8, 2),
-    ("L33_N3_gather2_lane1", 1, 4, 2, 3, 3, 11, 4, None, "sweep", False, True, False, "seq", "seq", 8, None),
+    # _bd16: the forward step kernel with 16 channels per program (fwd_block_d; D = 20: a partial block) and
+    # 8 steps per block; L512: segments from the split policy (L >= SPLIT_MIN_LENGTH, few programs)
+    ("L33_N16_bd16", 1, 2, 20, 16, 3, 11, 8, None, "hilbert", True, True, True, "seq", "seq", 16, 3),
+    ("L512_autosplit", 1, 2, 3, 4, 16, 32, 16, None, "hilbert", True, True, True, "seq", "seq", None, None),
 ]
 
 _SCRIPT = textwrap.dedent(
@@ -71,20 +73,16 @@ _SCRIPT = textwrap.dedent(
 
     torch.manual_seed(0)
     results = {}
-    default_lane = dict(triton_scan.LANE_LAYOUT)
     default_gather = dict(triton_scan.GATHER_MODE)
     for name, b, k, d, n, h, w, chunk, block_d, curve, skip, softplus, cl, fwd, bwd, seg, rank in json.loads(
         sys.argv[1]
     ):
         length = h * w
         triton_scan.set_pipeline_stages(3 if name.endswith("_stages3") else 1)  # software-pipelined loops
-        # _laneK: LANE_LAYOUT K in both forward step kernels, _stages3: 0 in both, else the defaults
-        triton_scan.LANE_LAYOUT.update(default_lane)
-        if "_lane" in name or "_stages3" in name:
-            triton_scan.set_lane_layout(int(name.split("_lane")[1][0]) if "_lane" in name else 0)
         triton_scan.GATHER_MODE.update(default_gather)
         if "_gather" in name:
             triton_scan.set_gather_mode(int(name.split("_gather")[1][0]))
+        fwd_opts = {"fwd_block_d": 16, "unroll": 8} if "_bd16" in name else {}
         orders = scan_orders(curve, h, w, k)
         f64 = torch.float64
         u = torch.randn(b, d, length, dtype=f64)
@@ -113,7 +111,7 @@ _SCRIPT = textwrap.dedent(
         if "_rows" in name:  # (B, K, L, N) storage viewed as (B, K, N, L), as SS2D passes B and C
             for i in (3, 4):
                 x32[i] = x32[i].detach().transpose(2, 3).contiguous().transpose(2, 3).requires_grad_()
-        opts = {"dt_weight": x32[7]} if rank else {}
+        opts = {"dt_weight": x32[7], **fwd_opts} if rank else fwd_opts
         y = hybrid_selective_scan(
             *x32[:7], orders, softplus, backend="triton", chunk=chunk, block_d=block_d, fwd_kernel=fwd,
             bwd_kernel=bwd, seg_len=seg, **opts,
@@ -214,50 +212,45 @@ def test_bad_shapes_and_backend_raise() -> None:
 
 
 def test_segment_policy() -> None:
-    """Segments multiply the step kernels' programs up to SPLIT_PROGRAMS, never below MIN_SEGMENT steps."""
+    """Segments only where programs are few (below ROW_ / BWD_SPLIT_BELOW), up to about ROW_ /
+    BWD_SPLIT_PROGRAMS programs, never below MIN_SEGMENT steps; an explicit length holds."""
     from mambaad.scan import triton_scan as ts
 
-    programs = 16 * 8 * 128 // ts.SEQ_BLOCK_D  # batch 16, K 8, D 128
-    seg_len, n_seg = ts._segments(16, 8, 128, 4096, 16, None)
-    assert n_seg == ts.SPLIT_PROGRAMS // programs and seg_len * n_seg == 4096
+    # the forward: batch 16's stage 3 (512 programs of 32 channels) is cut, stage 2 (1,024) is not
+    assert ts._segments(16, 8, 128, 4096, 16, None) == (1024, ts.ROW_SPLIT_PROGRAMS // 512)
+    assert ts._segments(16, 8, 256, 1024, 16, None) == (1024, 1)
+    assert ts._segments(16, 8, 128, 4096, 16, None, block_d=64) == (512, 8)  # 256 programs of 64 channels
     assert ts._segments(1, 8, 128, 4096, 16, None) == (ts.MIN_SEGMENT, 4096 // ts.MIN_SEGMENT)  # batch 1
     assert ts._segments(1, 8, 512, 256, 16, None) == (256, 1)  # short sequences are not cut
     assert ts._segments(2, 8, 3, 33, 4, 8) == (8, 5)  # explicit length: the last segment is partial
     assert ts._segments(2, 8, 3, 33, 4, 6) == (8, 5)  # rounded up to a multiple of the chunk
     assert ts._segments(2, 8, 3, 33, 4, 0) == (33, 1)  # 0: no split
-    # the backward splits only below BWD_SPLIT_BELOW programs, up to BWD_SPLIT_PROGRAMS
-    assert ts._segments(16, 8, 128, 4096, 16, None, backward=True)[1] == ts.BWD_SPLIT_PROGRAMS // programs
+    # the backward: its own thresholds
+    assert ts._segments(16, 8, 128, 4096, 16, None, backward=True)[1] == ts.BWD_SPLIT_PROGRAMS // 512
     assert ts._segments(16, 8, 256, 1024, 16, None, backward=True) == (1024, 1)  # 1,024 programs: unsplit
     assert ts._segments(16, 8, 256, 1024, 16, 256, backward=True) == (256, 4)  # an explicit length holds
 
 
-def test_pipeline_stages_setting(monkeypatch: pytest.MonkeyPatch) -> None:
-    """One count for every step kernel or per kernel; a bad entry names itself and changes nothing."""
+def test_tuning_tables_setting(monkeypatch: pytest.MonkeyPatch) -> None:
+    """One value for every kernel of a table or per kernel; a bad entry names itself and changes nothing."""
     from mambaad.scan import triton_scan as ts
 
     monkeypatch.setattr(ts, "PIPELINE_STAGES", dict(ts.PIPELINE_STAGES))
     ts.set_pipeline_stages(2)
     assert set(ts.PIPELINE_STAGES.values()) == {2}
-    ts.set_pipeline_stages("fwd_seq=1, bwd_seq=4")
-    assert ts.PIPELINE_STAGES == {"fwd_seq": 1, "fwd_seg": 2, "bwd_seq": 4, "bwd_seg": 2}
-    for bad in ("0", "fwd_sq=2", "bwd_seq=x", "fwd_seq=2,bwd_seq=-1"):
+    ts.set_pipeline_stages("bwd_seq=4")
+    assert ts.PIPELINE_STAGES == {"bwd_seq": 4, "bwd_seg": 2}
+    for bad in ("0", "bwd_sq=2", "bwd_seq=x", "bwd_seg=2,bwd_seq=-1", "fwd_seq=2"):
         with pytest.raises(ConfigError, match="pipeline stages: bad entry"):
             ts.set_pipeline_stages(bad)
-    assert ts.PIPELINE_STAGES == {"fwd_seq": 1, "fwd_seg": 2, "bwd_seq": 4, "bwd_seg": 2}
-    monkeypatch.setattr(ts, "LANE_LAYOUT", dict(ts.LANE_LAYOUT))
-    ts.set_lane_layout("fwd_seq=2, fwd_seg=0")  # layouts take 0, 1 or 2
-    assert ts.LANE_LAYOUT == {"fwd_seq": 2, "fwd_seg": 0}
-    for bad in ("3", "bwd_seq=1"):
-        with pytest.raises(ConfigError, match="lane layout: bad entry"):
-            ts.set_lane_layout(bad)
+    assert ts.PIPELINE_STAGES == {"bwd_seq": 4, "bwd_seg": 2}
     monkeypatch.setattr(ts, "GATHER_MODE", dict(ts.GATHER_MODE))
-    ts.set_gather_mode(0)
-    ts.set_gather_mode("fwd_seg=2")
-    assert ts.GATHER_MODE == {"fwd_seq": 0, "fwd_seg": 2, "bwd_seg": 0}
-    for bad in ("3", "bwd_seq=1", "fwd_seq=-1"):
+    ts.set_gather_mode("bwd_seg=2")
+    assert ts.GATHER_MODE == {"bwd_seg": 2}
+    for bad in ("3", "bwd_seq=1", "bwd_seg=-1"):
         with pytest.raises(ConfigError, match="gather mode: bad entry"):
             ts.set_gather_mode(bad)
-    assert ts.GATHER_MODE == {"fwd_seq": 0, "fwd_seg": 2, "bwd_seg": 0}
+    assert ts.GATHER_MODE == {"bwd_seg": 2}
 
 
 _AUTOCAST_SCRIPT = textwrap.dedent(

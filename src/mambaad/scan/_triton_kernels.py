@@ -223,24 +223,6 @@ def bwd_kernel(
 
 
 @triton.jit
-def _lane_channels(idx, K, LANE: tl.constexpr):
-    """Channel indices ``idx`` of the (N, BLOCK_D) tiles as the compiler is let see them, which decides the
-    tiles' layout (SASS for sm_90, docs/benchmarks.md session 6). LANE 0: as they are; Triton vectorises
-    the contiguous channels and each thread holds 4 states x 4 channels. 1: times an opaque 1 (no
-    contiguity): Triton 3.8 lays the tile out one channel per lane with its N states in the lane's
-    registers (no shuffles or shared-memory conversions per step); Triton 3.6, the GPU machine's, one
-    state of 16 channels per thread (sums over N in 4 shuffle rounds); this is what was timed. 2: plus an
-    opaque 0 (contiguous, alignment unknown, not vectorised): one channel per lane under both; slower in
-    the model on an H200 (session 7: every lane loads all N values of B and C per step)."""
-    if LANE == 1:
-        return idx * (tl.maximum(K, 1) // K)
-    elif LANE == 2:
-        return idx + (tl.maximum(K, 1) // K - 1)
-    else:
-        return idx
-
-
-@triton.jit
 def _step_gathers(
     ord_base, t, L, u_base, d_base, b_base, c_base, su_l, sd_l, sb_l, sc_l, mask_d, mask_n,
     ROW_VEC: tl.constexpr,
@@ -286,17 +268,19 @@ def _step_inputs(
 @triton.jit
 def _block_gathers(
     ord_base, t0, L, u_base, d_base, b_base, c_base, su_l, sd_l, sb_l, sc_l, mask_d, mask_n,
-    UNROLL: tl.constexpr, ROW_VEC: tl.constexpr,
+    UNROLL: tl.constexpr, ROW_VEC: tl.constexpr, ROW: tl.constexpr,
 ):  # fmt: skip
-    """``_step_gathers`` of steps t0 .. t0 + UNROLL - 1, a tuple of tuples. Issued together, before any of
-    the steps computes: the layout conversions of a step's arithmetic are barriers no load crosses, so
-    gathers issued step by step make every step wait for memory (twice: its pixel, then its rows)."""
+    """The gathers of steps t0 .. t0 + UNROLL - 1 (``_step_gathers``, or ``_row_gather`` with ROW), a tuple
+    of tuples. Issued together, before any of the steps computes: the layout conversions of a step's
+    arithmetic are barriers no load crosses, so gathers issued step by step make every step wait for
+    memory (twice: its pixel, then its rows)."""
     out = ()
     for j in tl.static_range(UNROLL):
-        step = _step_gathers(
-            ord_base, t0 + j, L, u_base, d_base, b_base, c_base, su_l, sd_l, sb_l, sc_l, mask_d, mask_n,
-            ROW_VEC,
-        )  # fmt: skip
+        args = (ord_base, t0 + j, L, u_base, d_base, b_base, c_base, su_l, sd_l, sb_l, sc_l, mask_d, mask_n)
+        if ROW:
+            step = _row_gather(*args, ROW_VEC)
+        else:
+            step = _step_gathers(*args, ROW_VEC)
         out = out + (step,)  # noqa: RUF005 (Triton builds tuples by concatenation, not unpacking)
     return out
 
@@ -311,10 +295,10 @@ def _blocks(
     Before the loop, :func:`_ahead` gives the first ``ahead``."""
     gathers = (L, u_base, d_base, b_base, c_base, su_l, sd_l, sb_l, sc_l, mask_d, mask_n)
     if GATHER == 1:
-        block = _block_gathers(ord_base, t0, *gathers, UNROLL, ROW_VEC)
+        block = _block_gathers(ord_base, t0, *gathers, UNROLL, ROW_VEC, False)
     else:
         block = ahead
-        ahead = _block_gathers(ord_base, t_next, *gathers, UNROLL, ROW_VEC)
+        ahead = _block_gathers(ord_base, t_next, *gathers, UNROLL, ROW_VEC, False)
     return block, ahead
 
 
@@ -328,98 +312,9 @@ def _ahead(
     if GATHER == 2:
         ahead = _block_gathers(
             ord_base, t0, L, u_base, d_base, b_base, c_base, su_l, sd_l, sb_l, sc_l, mask_d, mask_n, UNROLL,
-            ROW_VEC,
+            ROW_VEC, False,
         )  # fmt: skip
     return ahead
-
-
-@triton.jit
-def fwd_seq_kernel(
-    u_ptr, dl_ptr, a_ptr, b_ptr, c_ptr, dskip_ptr, bias_ptr, ord_ptr, out_ptr, hs_ptr, seg_h_ptr, seg_dt_ptr,
-    K, D, L, N, n_chunks, seg_len, n_seg,
-    su_b, su_d, su_l,
-    sd_b, sd_k, sd_d, sd_l,
-    sb_b, sb_k, sb_n, sb_l,
-    sc_b, sc_k, sc_n, sc_l,
-    so_b, so_d, so_l,
-    HAS_D: tl.constexpr, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr, SAVE_STATES: tl.constexpr,
-    BLOCK_D: tl.constexpr, BLOCK_N: tl.constexpr, UNROLL: tl.constexpr, SAVE_EVERY: tl.constexpr,
-    SPLIT: tl.constexpr, STAGES: tl.constexpr,
-    LANE: tl.constexpr, ROW_VEC: tl.constexpr, GATHER: tl.constexpr,
-):  # fmt: skip
-    # The program's N states of its BLOCK_D channels stay in registers while it walks L one step at a
-    # time: no parallel scan, the minimum of work per step (one exp and a few FMAs per state).
-    # UNROLL steps are unrolled; GATHER (``_blocks``) issues a block's gathers before any of its steps
-    # computes, and the block's outputs are written by one atomic add. The state entering every
-    # SAVE_EVERY-step chunk is saved for the backward (same (B, K, n_chunks, N, D) layout as ``fwd_kernel``'s). Every tile is (N, BLOCK_D) with
-    # the channels innermost in memory; compiled for sm_90 Triton gives each thread 4 states x 4 channels
-    # of it (sums over N take 2 shuffle rounds), or with LANE the layout ``_lane_channels`` describes (then
-    # each step adds its outputs at once). On an H200 (Triton 3.6) LANE made this kernel slower
-    # (docs/benchmarks.md, session 6: 1.5x the instructions, the sums over N in shuffles) and
-    # ``fwd_seg_kernel``, which sums nothing over N, faster.
-    # SPLIT: L is cut into n_seg segments of seg_len steps, one program each (grid axis 2), so that a
-    # long sequence keeps many programs busy; ``fwd_seg_kernel`` gave every segment but the last its
-    # final state from a zero start and its sum of delta, and this program first combines the segments
-    # before its own into its start state (the recurrence is linear in h).
-    b, k, offs_d, offs_n, mask_d, mask_n, mask_nd, ch, a2, bias = _step_program(
-        a_ptr, bias_ptr, K, D, N, HAS_BIAS, BLOCK_D, BLOCK_N, LANE
-    )  # a2: (BN, BD) A log2(e); bias: (BD,)
-    offs_j = tl.arange(0, UNROLL)
-    if HAS_D:
-        dskip = tl.load(dskip_ptr + ch, mask=mask_d, other=0.0).to(tl.float32)
-    u_base = u_ptr + b * su_b + offs_d * su_d  # (BD,)
-    d_base = dl_ptr + b * sd_b + k * sd_k + offs_d * sd_d
-    b_base = b_ptr + b * sb_b + k * sb_k + offs_n * sb_n  # (BN,)
-    c_base = c_ptr + b * sc_b + k * sc_k + offs_n * sc_n
-    o_base = out_ptr + b * so_b + offs_d[None, :] * so_d  # (1, BD)
-    hs_base = (
-        hs_ptr
-        + (b * K + k) * n_chunks * N * D
-        + offs_n[:, None] * D
-        + _lane_channels(offs_d[None, :], K, LANE)
-    )  # (BN, BD)
-    ord_base = ord_ptr + k * L
-    h = tl.zeros((BLOCK_N, BLOCK_D), dtype=tl.float32)
-    t_start = 0
-    t_end = L
-    if SPLIT:
-        seg = tl.program_id(2)
-        t_start = seg * seg_len
-        t_end = tl.minimum(L, t_start + seg_len)
-        h = _combine_segments(
-            h, seg_h_ptr, seg_dt_ptr, b * K + k, 0, seg, 1, n_seg, N, D, offs_n,
-            _lane_channels(offs_d, K, LANE), mask_nd, mask_d, a2,
-        )  # fmt: skip
-    gathers = (L, u_base, d_base, b_base, c_base, su_l, sd_l, sb_l, sc_l, mask_d, mask_n)
-    ahead = _ahead(ord_base, t_start, *gathers, UNROLL, ROW_VEC, GATHER)
-    for t0 in tl.range(t_start, t_end, UNROLL, num_stages=STAGES):
-        if SAVE_STATES:
-            if t0 % SAVE_EVERY == 0:
-                tl.store(hs_base + (t0 // SAVE_EVERY) * N * D, h, mask=mask_nd)
-        if GATHER:
-            block, ahead = _blocks(ahead, ord_base, t0, t0 + UNROLL, *gathers, UNROLL, ROW_VEC, GATHER)
-        y_tile = tl.zeros((UNROLL, BLOCK_D), dtype=tl.float32)
-        for j in tl.static_range(UNROLL):
-            if GATHER:
-                p, m, u, _, dt, bt, ct = _gathered_inputs(block[j], bias, HAS_BIAS, SOFTPLUS)
-            else:
-                p, m, u, _, dt, bt, ct = _step_inputs(
-                    ord_base, t0 + j, *gathers, bias, HAS_BIAS, SOFTPLUS, ROW_VEC
-                )
-            h = tl.exp2(dt[None, :] * a2) * h + (dt * u)[None, :] * bt[:, None]  # (BN, BD)
-            y = tl.sum(h * ct[:, None], axis=0)  # (BD,)
-            if HAS_D:
-                y += dskip * u
-            if LANE:  # y is one value per lane already: add it at once
-                tl.atomic_add(o_base + p * so_l, y[None, :], mask=m[None, :], sem="relaxed")
-            else:
-                y_tile = tl.where(offs_j[:, None] == j, y[None, :], y_tile)
-        if not LANE:
-            offs_t = t0 + offs_j
-            mask_t = offs_t < L
-            pt = tl.load(ord_base + offs_t, mask=mask_t, other=0)  # (UNROLL,)
-            m_td = mask_t[:, None] & mask_d[None, :]
-            tl.atomic_add(o_base + pt[:, None] * so_l, y_tile, mask=m_td, sem="relaxed")
 
 
 @triton.jit
@@ -428,8 +323,8 @@ def _combine_segments(
 ):  # fmt: skip
     """Fold ``count`` segments first, first + step, ... into h, in that order: h <- exp(A sum(delta_s)) h + h_s.
 
-    The state (forward) or the adjoint carry (backward) entering a segment, from the other segments'
-    values computed from a zero start: seg_h (B*K, n_seg, N, D), seg_dt (B*K, n_seg, D).
+    The backward's adjoint carry entering a segment, from the later segments' values computed from a zero
+    carry: seg_h (B*K, n_seg, N, D), seg_dt (B*K, n_seg, D). (The row forward folds (D, N) rows inline.)
     """
     for i in range(count):
         base = bk * n_seg + first + i * step
@@ -444,16 +339,13 @@ def _combine_segments(
 @triton.jit
 def _step_program(
     a_ptr, bias_ptr, K, D, N, HAS_BIAS: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_N: tl.constexpr,
-    LANE: tl.constexpr,
 ):  # fmt: skip
-    """The forward step and pass-1 kernels' program: ``_program_block`` plus the (N, D) mask, A * log2(e)
-    (exp(x A) = exp2(x A log2 e)) from A transposed to (N, K*D) (the channels of one state contiguous, like
-    every tile here), and the delta bias of its channels (0.0 without bias); LANE: see ``_lane_channels``."""
+    """The backward's pass-1 program: ``_program_block`` plus the (N, D) mask, A * log2(e) (exp(x A) =
+    exp2(x A log2 e)) from A transposed to (N, K*D) (the channels of one state contiguous, like every
+    (N, BLOCK_D) tile), and the delta bias of its channels (0.0 without bias)."""
     b, k, offs_d, offs_n, mask_d, mask_n, ch = _program_block(K, D, N, BLOCK_D, BLOCK_N)
     mask_nd = mask_n[:, None] & mask_d[None, :]
-    a2 = tl.load(
-        a_ptr + offs_n[:, None] * (K * D) + _lane_channels(ch[None, :], K, LANE), mask=mask_nd, other=0.0
-    ).to(tl.float32)
+    a2 = tl.load(a_ptr + offs_n[:, None] * (K * D) + ch[None, :], mask=mask_nd, other=0.0).to(tl.float32)
     bias = _load_bias(bias_ptr, ch, mask_d, HAS_BIAS, False)
     return b, k, offs_d, offs_n, mask_d, mask_n, mask_nd, ch, a2 * LOG2E, bias
 
@@ -464,50 +356,6 @@ def _store_segment(h_ptr, dt_ptr, base, h, dt_sum, N, D, offs_n, offs_d, mask_nd
     (B*K*n_seg, N, D) / (B*K*n_seg, D)."""
     tl.store(h_ptr + base * N * D + offs_n[:, None] * D + offs_d[None, :], h, mask=mask_nd)
     tl.store(dt_ptr + base * D + offs_d, dt_sum, mask=mask_d)
-
-
-@triton.jit
-def fwd_seg_kernel(
-    u_ptr, dl_ptr, a_ptr, b_ptr, bias_ptr, ord_ptr, seg_h_ptr, seg_dt_ptr,
-    K, D, L, N, seg_len, n_seg,
-    su_b, su_d, su_l,
-    sd_b, sd_k, sd_d, sd_l,
-    sb_b, sb_k, sb_n, sb_l,
-    HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr,
-    BLOCK_D: tl.constexpr, BLOCK_N: tl.constexpr, UNROLL: tl.constexpr, STAGES: tl.constexpr,
-    LANE: tl.constexpr, ROW_VEC: tl.constexpr, GATHER: tl.constexpr,
-):  # fmt: skip
-    # Pass 1 of the split forward: segment s = program_id(2) (every segment but the last) runs the
-    # recurrence from h = 0 and stores its final state and its sum of delta (decay over the segment =
-    # exp(A sum(delta))). No outputs; A arrives transposed (N, K*D) as in fwd_seq_kernel.
-    b, k, offs_d, offs_n, mask_d, mask_n, mask_nd, _ch, a2, bias = _step_program(
-        a_ptr, bias_ptr, K, D, N, HAS_BIAS, BLOCK_D, BLOCK_N, LANE
-    )
-    u_base = u_ptr + b * su_b + offs_d * su_d
-    d_base = dl_ptr + b * sd_b + k * sd_k + offs_d * sd_d
-    b_base = b_ptr + b * sb_b + k * sb_k + offs_n * sb_n
-    ord_base = ord_ptr + k * L
-    seg = tl.program_id(2)
-    h = tl.zeros((BLOCK_N, BLOCK_D), dtype=tl.float32)
-    dt_sum = tl.zeros((BLOCK_D,), dtype=tl.float32)
-    gathers = (L, u_base, d_base, b_base, b_base, su_l, sd_l, sb_l, sb_l, mask_d, mask_n)  # no C
-    ahead = _ahead(ord_base, seg * seg_len, *gathers, UNROLL, ROW_VEC, GATHER)
-    for t0 in tl.range(seg * seg_len, (seg + 1) * seg_len, UNROLL, num_stages=STAGES):
-        if GATHER:
-            block, ahead = _blocks(ahead, ord_base, t0, t0 + UNROLL, *gathers, UNROLL, ROW_VEC, GATHER)
-        for j in tl.static_range(UNROLL):
-            if GATHER:
-                _, _, u, _, dt, bt, _ = _gathered_inputs(block[j], bias, HAS_BIAS, SOFTPLUS)
-            else:
-                _, _, u, _, dt, bt, _ = _step_inputs(
-                    ord_base, t0 + j, *gathers, bias, HAS_BIAS, SOFTPLUS, ROW_VEC
-                )
-            h = tl.exp2(dt[None, :] * a2) * h + (dt * u)[None, :] * bt[:, None]
-            dt_sum += dt
-    _store_segment(
-        seg_h_ptr, seg_dt_ptr, (b * K + k) * n_seg + seg, h, dt_sum, N, D, offs_n,
-        _lane_channels(offs_d, K, LANE), mask_nd, mask_d,
-    )  # fmt: skip
 
 
 @triton.jit
@@ -525,7 +373,7 @@ def bwd_seg_kernel(
     # adjoint g_t = C_t dy_t + exp(delta_{t+1} A) g_{t+1} backwards from a zero carry and stores the
     # carry it hands to the segment before it, exp(delta_t0 A) g_t0, and its sum of delta.
     b, k, offs_d, offs_n, mask_d, mask_n, mask_nd, _ch, a2, bias = _step_program(
-        a_ptr, bias_ptr, K, D, N, HAS_BIAS, BLOCK_D, BLOCK_N, False
+        a_ptr, bias_ptr, K, D, N, HAS_BIAS, BLOCK_D, BLOCK_N
     )
     d_base = dl_ptr + b * sd_b + k * sd_k + offs_d * sd_d
     c_base = c_ptr + b * sc_b + k * sc_k + offs_n * sc_n
@@ -571,7 +419,7 @@ def bwd_seq_kernel(
     BLOCK_D: tl.constexpr, BLOCK_N: tl.constexpr, CHUNK: tl.constexpr, SPLIT: tl.constexpr,
     STAGES: tl.constexpr, ROW_VEC: tl.constexpr,
 ):  # fmt: skip
-    # The step kernel's layout run backwards: the program's (N, BLOCK_D) states in registers.
+    # The program's (N, BLOCK_D) states in registers (the forward's layout before session 10), run backwards.
     # Chunks are visited in reverse; a chunk's states are first recomputed forward from the saved chunk
     # state into this program's scratch (slot j holds the state entering step j), then the adjoint
     #     g_t = exp(delta_{t+1} A) g_{t+1} + C_t dy_t
@@ -668,3 +516,163 @@ def bwd_seq_kernel(
         tl.atomic_add(dd_ptr + ch, dd_acc, mask=mask_d, sem="relaxed")
     if HAS_BIAS:
         tl.atomic_add(dbias_ptr + ch, dbias_acc, mask=mask_d, sem="relaxed")
+
+
+# ---------------------------------------------------------------- the forward step kernels: row layout
+# Unlike the backward's (N, BLOCK_D) tiles, the forward step kernels hold their state as a (BLOCK_D,
+# BLOCK_N) tile, the N states of a channel innermost, as A (K*D, N) and the B / C rows lie in memory. For
+# that tile Triton (3.6, sm_90) gives each thread 4 contiguous states of a channel: B and C load as one
+# 16-byte vector per thread, u and delta straight into the layout the states broadcast them from, the
+# sum over N takes 2 shuffle rounds, and the only layout conversion per step is the output's, for its
+# atomic add (the (N, BLOCK_D) layout converted three times per step). Each block's loads are issued a
+# block ahead (two blocks per loop iteration, so the carried loads need no register moves). Compile-time
+# flags are passed one by one, never inside a tuple: Triton 3.6 turns a tuple's constexprs into tensors.
+
+
+@triton.jit
+def _row_gather(ord_base, t, L, u_base, d_base, b_base, c_base, su_l, sd_l, sb_l, sc_l, mask_d, mask_n,
+                ROW_VEC: tl.constexpr):  # fmt: skip
+    """Step t's loads: (pixel, u, dt_proj output (BD,), B, C (BN,)). Past the end (t >= L) it reads the last
+    step again (the caller masks the step out), so that blocks can run ahead of the sequence's end."""
+    p = tl.load(ord_base + tl.minimum(t, L - 1))
+    u = tl.load(u_base + p * su_l, mask=mask_d, other=0.0).to(tl.float32)
+    raw = tl.load(d_base + p * sd_l, mask=mask_d, other=0.0).to(tl.float32)
+    pb, pc = p * sb_l, p * sc_l
+    if ROW_VEC:
+        pb, pc = tl.multiple_of(pb, 4), tl.multiple_of(pc, 4)
+    bt = tl.load(b_base + pb, mask=mask_n, other=0.0).to(tl.float32)
+    ct = tl.load(c_base + pc, mask=mask_n, other=0.0).to(tl.float32)
+    return p, u, raw, bt, ct
+
+
+@triton.jit
+def _row_steps(
+    block, t0, t_end, h, dt_sum, a2, bias, dskip, o_base, so_l, mask_d,
+    HAS_D: tl.constexpr, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr, OUTPUT: tl.constexpr,
+    UNROLL: tl.constexpr,
+):  # fmt: skip
+    """Run the recurrence over a gathered block (steps t0 ..; those at or past t_end leave h as it is).
+    OUTPUT: add each step's <C, h> (+ D u) into its pixel; else sum delta (the segments' pass 1)."""
+    for j in tl.static_range(UNROLL):
+        p, u, raw, bt, ct = block[j]
+        m = mask_d & (t0 + j < t_end)
+        _, dt = _delta(raw, bias, HAS_BIAS, SOFTPLUS)
+        dt = tl.where(m, dt, 0.0)  # (BD,)
+        h = tl.exp2(dt[:, None] * a2) * h + (dt * u)[:, None] * bt[None, :]  # (BD, BN)
+        if OUTPUT:
+            y = tl.sum(h * ct[None, :], axis=1)  # (BD,)
+            if HAS_D:
+                y += dskip * u
+            tl.atomic_add(o_base + p * so_l, y, mask=m, sem="relaxed")
+        else:
+            dt_sum += dt
+    return h, dt_sum
+
+
+@triton.jit
+def _row_program(a_ptr, bias_ptr, dskip_ptr, K, D, N, HAS_D: tl.constexpr, HAS_BIAS: tl.constexpr,
+                 BLOCK_D: tl.constexpr, BLOCK_N: tl.constexpr):  # fmt: skip
+    """The row kernels' program: ``_program_block``, A log2(e) (BD, BN) from A (K*D, N), bias and D (BD,)."""
+    b, k, offs_d, offs_n, mask_d, mask_n, ch = _program_block(K, D, N, BLOCK_D, BLOCK_N)
+    mask_dn = mask_d[:, None] & mask_n[None, :]
+    a2 = tl.load(a_ptr + ch[:, None] * N + offs_n[None, :], mask=mask_dn, other=0.0).to(tl.float32) * LOG2E
+    dskip = 0.0
+    if HAS_D:
+        dskip = tl.load(dskip_ptr + ch, mask=mask_d, other=0.0).to(tl.float32)
+    bias = _load_bias(bias_ptr, ch, mask_d, HAS_BIAS, False)
+    return b, k, offs_d, offs_n, mask_d, mask_dn, a2, bias, dskip
+
+
+@triton.jit
+def fwd_seq_kernel(
+    u_ptr, dl_ptr, a_ptr, b_ptr, c_ptr, dskip_ptr, bias_ptr, ord_ptr, out_ptr, hs_ptr, seg_h_ptr, seg_dt_ptr,
+    K, D, L, N, n_chunks, seg_len, n_seg,
+    su_b, su_d, su_l,
+    sd_b, sd_k, sd_d, sd_l,
+    sb_b, sb_k, sb_n, sb_l,
+    sc_b, sc_k, sc_n, sc_l,
+    so_b, so_d, so_l,
+    HAS_D: tl.constexpr, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr, SAVE_STATES: tl.constexpr,
+    BLOCK_D: tl.constexpr, BLOCK_N: tl.constexpr, UNROLL: tl.constexpr, SAVE_EVERY: tl.constexpr,
+    SPLIT: tl.constexpr, ROW_VEC: tl.constexpr,
+):  # fmt: skip
+    # The forward step kernel in the row layout: the program's (BLOCK_D, N) states stay in registers while
+    # it walks its steps (all of L, or segment program_id(2) of seg_len steps with SPLIT, its start state
+    # combined from ``fwd_seg_kernel``'s), two blocks of UNROLL steps per iteration, each block's loads
+    # issued while the one before computes. The state entering every SAVE_EVERY steps is saved for the
+    # backward in its (B, K, n_chunks, N, D) layout; SAVE_EVERY is a multiple of UNROLL.
+    b, k, offs_d, offs_n, mask_d, mask_dn, a2, bias, dskip = _row_program(
+        a_ptr, bias_ptr, dskip_ptr, K, D, N, HAS_D, HAS_BIAS, BLOCK_D, BLOCK_N
+    )
+    u_base = u_ptr + b * su_b + offs_d * su_d  # (BD,)
+    d_base = dl_ptr + b * sd_b + k * sd_k + offs_d * sd_d
+    b_base = b_ptr + b * sb_b + k * sb_k + offs_n * sb_n  # (BN,)
+    c_base = c_ptr + b * sc_b + k * sc_k + offs_n * sc_n
+    o_base = out_ptr + b * so_b + offs_d * so_d
+    hs_base = hs_ptr + (b * K + k) * n_chunks * N * D + offs_n[None, :] * D + offs_d[:, None]  # (BD, BN)
+    ord_base = ord_ptr + k * L
+    h = tl.zeros((BLOCK_D, BLOCK_N), dtype=tl.float32)
+    t_start = 0
+    t_end = L
+    if SPLIT:
+        seg = tl.program_id(2)
+        t_start = seg * seg_len
+        t_end = tl.minimum(L, t_start + seg_len)
+        for i in range(seg):  # h <- exp(A sum(delta_s)) h + h_s over the segments before this one
+            row = (b * K + k) * n_seg + i
+            hs = tl.load(
+                seg_h_ptr + row * D * N + offs_d[:, None] * N + offs_n[None, :], mask=mask_dn, other=0.0
+            )
+            dts = tl.load(seg_dt_ptr + row * D + offs_d, mask=mask_d, other=0.0)
+            h = tl.exp2(dts[:, None] * a2) * h + hs
+    gathers = (L, u_base, d_base, b_base, c_base, su_l, sd_l, sb_l, sc_l, mask_d, offs_n < N)
+    steps = (bias, dskip, o_base, so_l, mask_d)
+    ahead = _block_gathers(ord_base, t_start, *gathers, UNROLL, ROW_VEC, True)
+    for t0 in range(t_start, t_end, 2 * UNROLL):
+        for half in tl.static_range(2):
+            t = t0 + half * UNROLL
+            if SAVE_STATES:
+                if t % SAVE_EVERY == 0:
+                    tl.store(hs_base + (t // SAVE_EVERY) * N * D, h, mask=mask_dn & (t < t_end))
+            block = ahead
+            ahead = _block_gathers(ord_base, t + UNROLL, *gathers, UNROLL, ROW_VEC, True)
+            h, _ = _row_steps(block, t, t_end, h, 0.0, a2, *steps, HAS_D, HAS_BIAS, SOFTPLUS, True, UNROLL)
+
+
+@triton.jit
+def fwd_seg_kernel(
+    u_ptr, dl_ptr, a_ptr, b_ptr, bias_ptr, ord_ptr, seg_h_ptr, seg_dt_ptr,
+    K, D, L, N, seg_len, n_seg,
+    su_b, su_d, su_l,
+    sd_b, sd_k, sd_d, sd_l,
+    sb_b, sb_k, sb_n, sb_l,
+    HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr,
+    BLOCK_D: tl.constexpr, BLOCK_N: tl.constexpr, UNROLL: tl.constexpr, ROW_VEC: tl.constexpr,
+):  # fmt: skip
+    # Pass 1 of the split row forward: segment program_id(2) (every segment but the last) runs the
+    # recurrence from h = 0 and stores its end state (rows (B*K, n_seg), each (D, N)) and its sum of delta.
+    b, k, offs_d, offs_n, mask_d, mask_dn, a2, bias, _ = _row_program(
+        a_ptr, bias_ptr, bias_ptr, K, D, N, False, HAS_BIAS, BLOCK_D, BLOCK_N
+    )
+    u_base = u_ptr + b * su_b + offs_d * su_d
+    d_base = dl_ptr + b * sd_b + k * sd_k + offs_d * sd_d
+    b_base = b_ptr + b * sb_b + k * sb_k + offs_n * sb_n
+    ord_base = ord_ptr + k * L
+    seg = tl.program_id(2)
+    t_end = (seg + 1) * seg_len  # every segment but the last is whole
+    h = tl.zeros((BLOCK_D, BLOCK_N), dtype=tl.float32)
+    dt_sum = tl.zeros((BLOCK_D,), dtype=tl.float32)
+    gathers = (L, u_base, d_base, b_base, b_base, su_l, sd_l, sb_l, sb_l, mask_d, offs_n < N)  # no C
+    steps = (bias, 0.0, u_base, su_l, mask_d)  # no output
+    ahead = _block_gathers(ord_base, seg * seg_len, *gathers, UNROLL, ROW_VEC, True)
+    for t0 in range(seg * seg_len, t_end, 2 * UNROLL):
+        for half in tl.static_range(2):
+            t = t0 + half * UNROLL
+            block = ahead
+            ahead = _block_gathers(ord_base, t + UNROLL, *gathers, UNROLL, ROW_VEC, True)
+            h, dt_sum = _row_steps(
+                block, t, t_end, h, dt_sum, a2, *steps, False, HAS_BIAS, SOFTPLUS, False, UNROLL
+            )
+    row = (b * K + k) * n_seg + seg
+    tl.store(seg_h_ptr + row * D * N + offs_d[:, None] * N + offs_n[None, :], h, mask=mask_dn)
+    tl.store(seg_dt_ptr + row * D + offs_d, dt_sum, mask=mask_d)

@@ -12,13 +12,14 @@ RASTER order and the kernel walks direction k in its own order by gathering ``p 
 The x_proj / dt_proj projections of SS2D act on each position separately, so they commute with the
 permutation: computing them on the raster map gives the same values the permuted sequences would get.
 
-Kernels: one program per (b, k, block of channels). Two forwards: the step kernel (``fwd_seq_kernel``)
-keeps its channels' N states in registers and walks L one step at a time (least work per step, but the
-steps wait on their gathers: those of a block of steps are issued together (``GATHER_MODE``), and many
-programs hide the rest of that latency); the chunked kernel
+Kernels: one program per (b, k, block of channels). Two forwards: the step kernel (``fwd_seq_kernel``,
+the default) keeps its channels' N states in registers, each thread 4 contiguous states of a channel, and
+walks L one step at a time (least work per step; each block of steps' gathers are issued while the block
+before computes, and where (b, k, channel block) programs are few, L is cut into segments, one program
+each, after a pass computing each segment's end state (``fwd_seg_kernel``)); the chunked kernel
 (``fwd_kernel``) walks L in chunks of ``chunk`` positions, loads a whole chunk at once and runs the
 recurrence inside it as a parallel ``tl.associative_scan`` (state (BLOCK_D, N, chunk) in registers), the
-(BLOCK_D, N) state carried across chunks. ``auto`` picks per call (``_forward_config``). The K-direction
+(BLOCK_D, N) state carried across chunks. The K-direction
 sum is an fp32 atomic add into the raster output (each raster pixel receives K adds). The forward saves
 the state entering every chunk (B, K, n_chunks, N, D) fp32 for the backward, which walks the chunks in
 reverse and recomputes the states of a chunk from its saved start state. Two backwards as well: the step
@@ -107,11 +108,11 @@ def _kernels() -> dict[str, Any]:
 
     return {
         "fwd": kern.fwd_kernel,
-        "fwd_seq": kern.fwd_seq_kernel,
-        "fwd_seg": kern.fwd_seg_kernel,
         "bwd": kern.bwd_kernel,
         "bwd_seq": kern.bwd_seq_kernel,
         "bwd_seg": kern.bwd_seg_kernel,
+        "fwd_seq": kern.fwd_seq_kernel,
+        "fwd_seg": kern.fwd_seg_kernel,
     }
 
 
@@ -139,67 +140,63 @@ def _launch_config(
     return block_d, chunk
 
 
-SEQ_BLOCK_D = 32  # channels per program of the step forward (one warp; H200 sweep, 2026-11-28)
+# The step forward (``fwd_seq_kernel``) holds a program's states as a (channels, N) tile, each thread 4
+# contiguous states of a channel: session 10 on an H200 replaced the (N, channels) layout of sessions 1-9
+# (4 states x 4 channels per thread, three shared-memory layout conversions per step), the forward scan
+# 7.87 -> 6.50 ms per batch of 16 in TF32 inference and the compiled model 1,142 -> 1,246-1,262 img/s.
+# Channels per program, one warp per 32 (32: 16 states per thread; 16 channels and 32 in 2 warps measured
+# slower, session 10).
+ROW_BLOCK_D = 32
+# Steps per gathered block (two blocks per loop iteration, the next one's loads in flight): 4 unsplit
+# (160 registers), 2 when split into segments (122 registers, more warps per SM).
+ROW_UNROLL = 4
+ROW_SPLIT_UNROLL = 2
+# The forward cuts L into segments (one program each, after a pass computing the segments' end states) only
+# when there are fewer than ROW_SPLIT_BELOW (b, k, channel block) programs, up to about ROW_SPLIT_PROGRAMS
+# programs: at batch 16 that is stage 3 alone (512 programs; per call 1.04 -> 0.89 ms), stage 2 (1,024)
+# measured slower split (0.32 -> 0.43 ms); at batch 1 every sequence of L >= SPLIT_MIN_LENGTH is split.
+ROW_SPLIT_BELOW = 1024
+ROW_SPLIT_PROGRAMS = 2048
 # Channels per program of the step-layout backward (one warp). 16 or 8 (2 or 4 threads per channel, fewer
-# registers) measured slower at batch 16 on an H200, as did 16 in the forward (docs/benchmarks.md, session 4).
+# registers) measured slower at batch 16 on an H200 (docs/benchmarks.md, session 4).
 SEQ_BWD_BLOCK_D = 32
-# Register cap per step kernel (Triton's ``maxnreg``; 0: the compiler's choice), fewer registers for more
-# warps per SM. ``bwd_seq`` compiled for sm_90 as at run time (``benchmarks/kernel_resources.py --maxnreg``,
-# 2026-11-28) takes 249 registers at 3 stages: 8 warps per SM; capped at 200: 28 B spilled, 10 warps; at
-# 168: 136 B, 12 warps. Timed on an H200 (``benchmarks/sweep_registers.sh``, session 6): training 220.8
-# img/s uncapped, 213.7 at 200, 195.8 at 168. Set with :func:`set_max_registers`.
-MAX_REGISTERS: dict[str, int] = {"fwd_seq": 0, "fwd_seg": 0, "bwd_seq": 0, "bwd_seg": 0}
-# Steps unrolled per iteration of the forward step kernels. 4 measured the same as 8 in the model on an H200
-# (session 5) until the block's gathers were issued first (``GATHER_MODE``): 8 steps' loads then take 168
-# registers (12 warps per SM), 4 steps' 120 (session 8).
-SEQ_UNROLL = 4
-BWD_SEG_UNROLL = 4  # the same for the backward's pass 1 (``bwd_seg_kernel``; 8 with its gathers first: 252.2)
+# Register cap per backward step kernel (Triton's ``maxnreg``; 0: the compiler's choice), fewer registers
+# for more warps per SM. ``bwd_seq`` compiled for sm_90 as at run time (``benchmarks/kernel_resources.py
+# --maxnreg``, 2026-11-28) takes 249 registers at 3 stages: 8 warps per SM; capped at 200: 28 B spilled, 10
+# warps; at 168: 136 B, 12 warps. Timed on an H200 (``benchmarks/sweep_registers.sh``, session 6): training
+# 220.8 img/s uncapped, 213.7 at 200, 195.8 at 168. Set with :func:`set_max_registers`.
+MAX_REGISTERS: dict[str, int] = {"bwd_seq": 0, "bwd_seg": 0}
+# Steps per block of the backward's pass 1 (``bwd_seg_kernel``; 8 with its gathers first: 252.2 img/s).
+BWD_SEG_UNROLL = 4
 # Default backward kernel, "seq" or "chunk". On an H200 at batch 16 (2026-11-28) "seq" made forward +
 # backward 1.4-2.3x faster per stage and the training step 154 vs 100 img/s; benchmarks switch it.
 BWD_KERNEL = "seq"
-SEQ_MIN_PROGRAMS = 256  # below this many programs a long sequence is latency-bound: use the chunked scan
-# The step kernels cut L into segments, one program each, until about this many programs run (0: never).
-# H200, 2026-11-28 (bench_scan_gpu.py --sweep-split): forward + backward at batch 16, L = 4096: 9.9 ms
-# unsplit, 7.2 ms at 2,048 programs, 6.7-7.1 ms at 4,096; at batch 1 the forward 2.06 -> 0.18 ms.
-SPLIT_PROGRAMS = 4096
-# The backward's own policy (its programs hold more registers): split only sequences with fewer programs
-# than BWD_SPLIT_BELOW, up to BWD_SPLIT_PROGRAMS. H200, batch 16, session 5 (bench_scan_gpu.py
-# --sweep-split, forward + backward per SS2D call): L = 1024 (1,024 programs) 2.73 ms unsplit vs 2.91 at 2
-# and 3.00 at 4 segments; L = 4096 (512 programs) 5.98 at 4 segments, 6.12 at 8, 8.52 unsplit.
+# The backward splits L into segments (0: never) only with fewer than BWD_SPLIT_BELOW programs, up to
+# about BWD_SPLIT_PROGRAMS. H200, batch 16, session 5 (bench_scan_gpu.py --sweep-split, forward +
+# backward per SS2D call): L = 1024 (1,024 programs) 2.73 ms unsplit vs 2.91 at 2 and 3.00 at 4 segments;
+# L = 4096 (512 programs) 5.98 at 4 segments, 6.12 at 8, 8.52 unsplit.
 BWD_SPLIT_BELOW = 1024
 BWD_SPLIT_PROGRAMS = 2048
 MIN_SEGMENT = 64  # shortest segment: each costs a pass over its steps and a combine step for the others
 SPLIT_MIN_LENGTH = 512  # at L <= 256 the split measured slower at batch 1 and 16
-# Software pipelining of the step kernels' loops (``tl.range(num_stages=...)``), per kernel: with 2 or
-# more stages Triton issues the next iterations' gathers as asynchronous copies into shared memory while
-# this one computes (the loops wait on those gathers); 1 = a plain loop. Timed per kernel in one training
-# step on an H200 at batch 16 (docs/benchmarks.md, session 5): bwd_seq 29.4 -> 24.8 ms at 3 stages,
-# fwd_seg 4.0 -> 2.9 at 2, fwd_seq and bwd_seg fastest unpipelined. Set with :func:`set_pipeline_stages`.
-PIPELINE_STAGES: dict[str, int] = {"fwd_seq": 1, "fwd_seg": 2, "bwd_seq": 3, "bwd_seg": 1}
-# Layout of the forward step kernels' (N, BLOCK_D) state tile, per kernel (``_lane_channels`` in the
-# kernels): 0 = 4 states x 4 channels per thread, Triton's choice for vectorised channel loads; 1 = the
-# channels' contiguity hidden, which Triton 3.8 makes one channel per lane and Triton 3.6 one state of 16
-# channels per thread; 2 = their alignment hidden, one channel per lane under both.
-# Set with :func:`set_lane_layout`. H200, Triton 3.6, batch 16 (docs/benchmarks.md, session 6): fwd_seg at
-# stage 3 551 -> 488 us with 1 (Nsight Compute), fwd_seq 0.93 -> 1.36 ms (1.5x the instructions);
-# inference 756 -> 760 img/s with fwd_seg alone at 1. Session 7: 2 in both kernels 659 img/s against 765
-# (every lane loads all N values of B and C per step); variants of it in fwd_seq alone 700-729.
-LANE_LAYOUT: dict[str, int] = {"fwd_seq": 0, "fwd_seg": 1}
-# When the step kernels with unrolled blocks issue their gathers (``_blocks`` in the kernels), per kernel:
-# 0 = each step's as it computes (a step's layout conversions are barriers no load crosses, so every step
-# waits for memory: its pixel, then its rows); 1 = all UNROLL steps' at the top of a block (one wait per
-# block, more registers); 2 = the next block's while this one computes. Set with :func:`set_gather_mode`.
-# H200, TF32 inference at batch 16, eager (docs/benchmarks.md, session 8): ``fwd_seq`` 1 with 4 steps per
-# block 859 -> 931 img/s (batch 1: 267 -> 282), 2 with 2 steps 930, 1 or 2 with 8 steps slower (760, 832:
-# registers); ``fwd_seg`` 1 / 2: 916 / 938 against 935 (noise); training, ``bwd_seg`` 1 with 4 steps: 251.8
-# -> 255.1 img/s.
-GATHER_MODE: dict[str, int] = {"fwd_seq": 1, "fwd_seg": 0, "bwd_seg": 1}
+# Software pipelining of the backward step kernels' loops (``tl.range(num_stages=...)``): with 2 or more
+# stages Triton issues the next iterations' gathers as asynchronous copies into shared memory while this
+# one computes; 1 = a plain loop. Timed per kernel in one training step on an H200 at batch 16
+# (docs/benchmarks.md, session 5): bwd_seq 29.4 -> 24.8 ms at 3 stages, bwd_seg fastest unpipelined.
+# Set with :func:`set_pipeline_stages`.
+PIPELINE_STAGES: dict[str, int] = {"bwd_seq": 3, "bwd_seg": 1}
+# When ``bwd_seg_kernel`` issues its gathers (``_blocks`` in the kernels): 0 = each step's as it computes
+# (a step's layout conversions are barriers no load crosses, so every step waits for memory); 1 = all
+# BWD_SEG_UNROLL steps' at the top of a block (one wait per block, more registers); 2 = the next block's
+# while this one computes. H200 training at batch 16 (session 8): 1 with 4 steps 251.8 -> 255.1 img/s.
+# Set with :func:`set_gather_mode`.
+GATHER_MODE: dict[str, int] = {"bwd_seg": 1}
 
 
 def _set_per_kernel(
     table: dict[str, int], spec: int | str, what: str, least: int, most: int | None = None
 ) -> None:
-    """Set a per-kernel table from ``N`` (every kernel) or ``"fwd_seq=1,bwd_seq=3"`` (those kernels);
+    """Set a per-kernel table from ``N`` (every kernel) or ``"bwd_seq=3,bwd_seg=1"`` (those kernels);
     a bad entry raises ConfigError naming it and changes nothing."""
     items = [part.strip() for part in str(spec).split(",") if part.strip()]
     if len(items) == 1 and "=" not in items[0]:
@@ -223,14 +220,9 @@ def _set_per_kernel(
 
 
 def set_pipeline_stages(spec: int | str) -> None:
-    """Set :data:`PIPELINE_STAGES`: one count for every step kernel (``3``, ``"3"``) or some kernels'
-    counts (``"fwd_seq=1,bwd_seq=3"``); the benchmarks' ``--triton-stages`` option."""
+    """Set :data:`PIPELINE_STAGES`: one count for every backward step kernel (``3``, ``"3"``) or some
+    kernels' counts (``"bwd_seq=3"``); the benchmarks' ``--triton-stages`` option."""
     _set_per_kernel(PIPELINE_STAGES, spec, "pipeline stages", 1)
-
-
-def set_lane_layout(spec: int | str) -> None:
-    """Set :data:`LANE_LAYOUT` (0, 1 or 2) like :func:`set_pipeline_stages`; ``--triton-lane``."""
-    _set_per_kernel(LANE_LAYOUT, spec, "lane layout", 0, 2)
 
 
 def set_max_registers(spec: int | str) -> None:
@@ -252,14 +244,10 @@ def set_gather_mode(spec: int | str) -> None:
 TUNING_OPTIONS = {
     "stages": (
         set_pipeline_stages,
-        "software-pipelining stages of the step kernels: N or fwd_seq=N,bwd_seq=M,...",
+        "software-pipelining stages of the backward step kernels: N or bwd_seq=N,bwd_seg=M",
     ),
-    "lane": (set_lane_layout, "LANE_LAYOUT of the forward step kernels: 0/1/2 or fwd_seq=2,..."),
-    "gather": (
-        set_gather_mode,
-        "when the step kernels issue their gathers (GATHER_MODE): 0/1/2 or fwd_seq=2,...",
-    ),
-    "maxnreg": (set_max_registers, "register caps of the step kernels (0: none): N or bwd_seq=N,..."),
+    "gather": (set_gather_mode, "when bwd_seg issues its gathers (GATHER_MODE): 0/1/2 or bwd_seg=2"),
+    "maxnreg": (set_max_registers, "register caps of the backward step kernels (0: none): N or bwd_seq=N"),
 }
 
 
@@ -291,26 +279,30 @@ def _segments(
     length: int,
     chunk: int,
     seg_len: int | None,
-    block_d: int = SEQ_BLOCK_D,
     backward: bool = False,
+    block_d: int = ROW_BLOCK_D,
 ) -> tuple[int, int]:
     """(seg_len, n_seg) of the step kernels: L cut into n_seg segments of seg_len steps (a multiple of
-    ``chunk``), each its own program. The step kernels are latency-bound (each step waits on its gathers)
-    and one (b, k, 32-channel) program per sequence leaves an H200 mostly idle at L = 4096: segments
-    multiply the programs; the split costs one extra pass (the segments' zero-start end states) and a
-    combine of at most n_seg states per program. ``seg_len``: None = automatic (:data:`SPLIT_PROGRAMS`;
-    the ``backward`` kernels: :data:`BWD_SPLIT_PROGRAMS` below :data:`BWD_SPLIT_BELOW` programs), 0 = no
-    split, else the wanted length (rounded up to a multiple of ``chunk``).
+    ``chunk``), each its own program. A step kernel is latency-bound, and one (b, k, 32-channel) program
+    per sequence leaves an H200 mostly idle at L = 4096 and batch 16 (512 programs): segments multiply the
+    programs, for one extra pass (the segments' zero-start end states) and a combine of at most n_seg
+    states per program. ``seg_len``: None = automatic (only sequences of at least SPLIT_MIN_LENGTH steps
+    with fewer than :data:`ROW_SPLIT_BELOW` programs of ``block_d`` channels, into about
+    :data:`ROW_SPLIT_PROGRAMS` programs; the ``backward``: :data:`BWD_SPLIT_BELOW`,
+    :data:`BWD_SPLIT_PROGRAMS`, 32 channels), 0 = no split, else the wanted length (rounded up to a
+    multiple of ``chunk``).
     """
     if seg_len is None:
+        below, target, block_d = (
+            (BWD_SPLIT_BELOW, BWD_SPLIT_PROGRAMS, SEQ_BWD_BLOCK_D)
+            if backward
+            else (ROW_SPLIT_BELOW, ROW_SPLIT_PROGRAMS, block_d)
+        )
         programs = bsz * k * -(-d // block_d)
-        target = SPLIT_PROGRAMS
-        if backward:
-            target = BWD_SPLIT_PROGRAMS if programs < BWD_SPLIT_BELOW else 0
         n_seg = 1
-        if SPLIT_PROGRAMS and target and length >= SPLIT_MIN_LENGTH:
-            n_seg = min(target // programs, length // MIN_SEGMENT)
-        seg_len = -(-length // max(1, n_seg))
+        if programs < below and length >= SPLIT_MIN_LENGTH:
+            n_seg = max(1, min(target // programs, length // MIN_SEGMENT))
+        seg_len = -(-length // n_seg)
     if seg_len <= 0 or seg_len >= length:
         return length, 1
     seg_len = -(-seg_len // chunk) * chunk
@@ -318,8 +310,9 @@ def _segments(
 
 
 def _segment_buffers(rows: int, n_seg: int, n: int, d: int, dummy: Tensor) -> tuple[Tensor, Tensor]:
-    """Pass 1's per-segment results, (rows, n_seg, N, D) states and (rows, n_seg, D) delta sums, fp32;
-    without a split the kernels never read them (``dummy`` stands in)."""
+    """Pass 1's per-segment results, (rows, n_seg, N * D) states (each (D, N) in the forward, (N, D) in the
+    backward) and (rows, n_seg, D) delta sums, fp32; without a split the kernels never read them
+    (``dummy`` stands in)."""
     if n_seg == 1:
         return dummy, dummy
     f32 = {"device": dummy.device, "dtype": torch.float32}
@@ -327,36 +320,56 @@ def _segment_buffers(rows: int, n_seg: int, n: int, d: int, dummy: Tensor) -> tu
 
 
 def _forward_config(
-    bsz: int,
-    k: int,
-    d: int,
-    length: int,
-    chunk: int,
-    kind: str,
-    block_d: int | None,
-    unroll: int,
-    seg_len: int | None = None,
-) -> tuple[str, int, int, int | None]:
-    """(kind, BLOCK_D, UNROLL, seg_len) of the forward kernel; UNROLL divides the backward's chunk.
+    kind: str, block_d: int | None, unroll: int | None, seg_len: int | None
+) -> tuple[str, int, int | None, int | None]:
+    """(kind, channels per program, steps per block or None for the policy, seg_len) of the forward.
 
-    ``auto`` picks the step-by-step kernel when the sequence is short or there are enough (b, k, channel
-    block) programs to hide its per-step memory latency, else the chunked scan, which loads a whole chunk
-    at once (on an H200 at batch 1 the chunked scan is 7x faster at L = 4096, the step kernel 2x faster
-    at L <= 256; at batch 16 the step kernel wins everywhere but L = 64).
+    ``auto`` is the step kernel: split into segments where programs are few, it is faster than the
+    chunked scan at every MambaAD shape on an H200, batch 1 and 16 (the chunked scan was 7x faster than an
+    unsplit step kernel at batch 1, L = 4096, session 2).
     """
     if kind not in ("auto", "seq", "chunk"):
         raise ConfigError(f"triton scan fwd_kernel must be 'auto', 'seq' or 'chunk', got {kind!r}")
-    block_d = block_d or SEQ_BLOCK_D
-    if kind == "auto":
-        programs = bsz * k * -(-d // block_d)
-        kind = "seq" if length <= 256 or programs >= SEQ_MIN_PROGRAMS or SPLIT_PROGRAMS else "chunk"
-    unroll = min(unroll, chunk)
-    for name, value in (("fwd_block_d", block_d), ("unroll", unroll)):
+    block_d = block_d or ROW_BLOCK_D
+    for name, value in (("fwd_block_d", block_d), ("unroll", unroll or 1)):
         if value < 1 or value & (value - 1):
             raise ConfigError(f"triton scan {name} must be a power of two, got {value}")
     if seg_len is not None and seg_len < 0:
         raise ConfigError(f"triton scan seg_len must be >= 0 (0: no split), got {seg_len}")
-    return kind, block_d, unroll, seg_len
+    return ("seq" if kind == "auto" else kind), block_d, unroll, seg_len
+
+
+def _forward_seq(
+    args: tuple,
+    save: bool,
+    chunk: int,
+    softplus: bool,
+    flags: dict[str, bool],
+    fwd: tuple[str, int, int | None, int | None],
+) -> None:
+    """Launch the step forward (and its segments' pass 1) on the forward's argument tuple; ``fwd`` from
+    :func:`_forward_config` (steps per block None: :data:`ROW_UNROLL`, split :data:`ROW_SPLIT_UNROLL`)."""
+    kern = _kernels()
+    u, delta, A, B, C = args[:5]
+    bsz, d, length = u.shape
+    k, n = B.shape[1], A.shape[1]
+    _, block_d, unroll, seg_len = fwd
+    seg_len, n_seg = _segments(bsz, k, d, length, chunk, seg_len, block_d=block_d)
+    unroll = min(unroll or (ROW_SPLIT_UNROLL if n_seg > 1 else ROW_UNROLL), chunk)
+    seg_h, seg_dt = _segment_buffers(bsz * k, n_seg, n, d, A)
+    grid = (bsz * k, -(-d // block_d), n_seg)
+    row_vec = _row_vec(B, C)
+    launch = {"BLOCK_D": block_d, "BLOCK_N": _pow2(n), "UNROLL": unroll, "num_warps": max(1, block_d // 32)}
+    if n_seg > 1:
+        kern["fwd_seg"][(grid[0], grid[1], n_seg - 1)](
+            u, delta, A, B, args[6], args[7], seg_h, seg_dt, k, d, length, n, seg_len, n_seg,
+            *u.stride(), *delta.stride(), *B.stride(),
+            HAS_BIAS=flags["HAS_BIAS"], SOFTPLUS=softplus, ROW_VEC=row_vec, **launch,
+        )  # fmt: skip
+    kern["fwd_seq"][grid](
+        *args[:10], seg_h, seg_dt, *args[10:15], seg_len, n_seg, *args[15:],
+        **flags, SAVE_STATES=save, SAVE_EVERY=chunk, SPLIT=n_seg > 1, ROW_VEC=row_vec, **launch,
+    )  # fmt: skip
 
 
 class _HybridScanFn(torch.autograd.Function):
@@ -375,7 +388,7 @@ class _HybridScanFn(torch.autograd.Function):
         block_d: int,
         chunk: int,
         num_warps: int,
-        fwd: tuple[str, int, int, int | None],
+        fwd: tuple[str, int, int | None, int | None],
         bwd_kind: str,
         dt_weight: Tensor | None,
     ) -> Tensor:
@@ -404,33 +417,8 @@ class _HybridScanFn(torch.autograd.Function):
             *u.stride(), *delta.stride(), *B.stride(), *C.stride(), *out.stride(),
         )  # fmt: skip
         flags = {"HAS_D": D is not None, "HAS_BIAS": delta_bias is not None, "SOFTPLUS": delta_softplus}
-        kind, fwd_block_d, unroll, seg_len = fwd
-        if kind == "seq":
-            row_vec = _row_vec(B, C)
-            seg_len, n_seg = _segments(bsz, k, d, length, chunk, seg_len, fwd_block_d)
-            at = A.t().contiguous()  # A as (N, K*D): channels innermost
-            seg_h, seg_dt = _segment_buffers(bsz * k, n_seg, n, d, A)
-            grid = (bsz * k, -(-d // fwd_block_d), n_seg)
-            launch = {
-                "BLOCK_D": fwd_block_d,
-                "BLOCK_N": _pow2(n),
-                "UNROLL": unroll,
-                "num_warps": max(1, fwd_block_d // 32),
-            }
-            if n_seg > 1:  # pass 1: every segment's end state from a zero start
-                kern["fwd_seg"][(grid[0], grid[1], n_seg - 1)](
-                    u, delta, at, B, args[6], orders32, seg_h, seg_dt, k, d, length, n, seg_len, n_seg,
-                    *u.stride(), *delta.stride(), *B.stride(),
-                    HAS_BIAS=flags["HAS_BIAS"], SOFTPLUS=delta_softplus, STAGES=PIPELINE_STAGES["fwd_seg"],
-                    LANE=LANE_LAYOUT["fwd_seg"], ROW_VEC=row_vec, GATHER=GATHER_MODE["fwd_seg"], **launch,
-                    **_maxnreg("fwd_seg"),
-                )  # fmt: skip
-            kern["fwd_seq"][grid](
-                args[0], args[1], at, *args[3:10], seg_h, seg_dt, *args[10:15], seg_len, n_seg, *args[15:],
-                **flags, SAVE_STATES=save, SAVE_EVERY=chunk, SPLIT=n_seg > 1, STAGES=PIPELINE_STAGES["fwd_seq"],
-                LANE=LANE_LAYOUT["fwd_seq"], ROW_VEC=row_vec, GATHER=GATHER_MODE["fwd_seq"], **launch,
-                **_maxnreg("fwd_seq"),
-            )  # fmt: skip
+        if fwd[0] == "seq":
+            _forward_seq(args, save, chunk, delta_softplus, flags, fwd)
         else:
             if not save:  # inference: long chunks load more per step (the backward's chunk is irrelevant)
                 block_d, chunk = _launch_config(d, n, length, None, 64, tile=4096)
@@ -527,7 +515,7 @@ def _backward_seq(
     k, n = B.shape[1], A.shape[1]
     block_d, block_n = SEQ_BWD_BLOCK_D, _pow2(n)
     f32 = {"device": u.device, "dtype": torch.float32}
-    seg_len, n_seg = _segments(bsz, k, d, length, chunk, seg_len, block_d, backward=True)
+    seg_len, n_seg = _segments(bsz, k, d, length, chunk, seg_len, backward=True)
     at = A.t().contiguous()
     grid = (bsz * k, -(-d // block_d), n_seg)
     seg_g, seg_dt = _segment_buffers(bsz * k, n_seg, n, d, A)
@@ -598,27 +586,25 @@ def hybrid_selective_scan_triton(
     delta = dt_proj(delta) is computed before the kernels and again in the backward, so that autograd
     keeps the R-wide input instead of the K x D-wide delta (``projections.low_rank_delta``).
 
-    Forward: ``fwd_kernel="seq"`` keeps the N states of its channels in registers and walks L step by step,
-    ``fwd_block_d`` channels per program (default 32; one warp per 32), ``unroll`` steps unrolled
-    (default :data:`SEQ_UNROLL`);
-    ``"chunk"`` is the chunked associative scan; ``"auto"`` (default) picks one per call from the shape
-    (see ``_forward_config``). The forward saves the state entering every ``chunk`` steps.
+    Forward: ``fwd_kernel="seq"`` (or ``"auto"``, the default) keeps the N states of its channels in
+    registers and walks L step by step, ``fwd_block_d`` channels per program (default
+    :data:`ROW_BLOCK_D`; one warp per 32), ``unroll`` steps per gathered block (default
+    :data:`ROW_UNROLL`, :data:`ROW_SPLIT_UNROLL` when split); ``"chunk"`` is the chunked associative scan.
+    The forward saves the state entering every ``chunk`` steps.
 
-    Backward: ``bwd_kernel="seq"`` runs the step kernel's layout backwards (32 channels per program);
+    Backward: ``bwd_kernel="seq"`` walks the steps backwards, (N, 32-channel) tiles per program;
     ``"chunk"`` is the chunked reverse scan with ``block_d`` channels per program, ``chunk`` positions per
     parallel scan and ``num_warps`` (powers of two; None picks chunk 16 and block_d 4); None takes
     :data:`BWD_KERNEL` (``"seq"``).
 
-    Both step kernels cut L into segments of ``seg_len`` steps run by separate programs (None: enough
-    segments for about :data:`SPLIT_PROGRAMS` programs; 0: no split); see ``_segments``.
+    Both step kernels cut L into segments of ``seg_len`` steps run by separate programs (None: where
+    programs are few, see ``_segments``; 0: no split).
     """
     if not triton_available():
         raise ConfigError("selective-scan backend 'triton' needs the triton package and a CUDA device")
     _check_shapes(u, delta, A, B, C, D, delta_bias, orders, dt_weight)
     block_d, chunk = _launch_config(u.shape[1], A.shape[1], u.shape[2], block_d, chunk)
-    bsz, d, length = u.shape
-    unroll = unroll or SEQ_UNROLL
-    fwd = _forward_config(bsz, orders.shape[0], d, length, chunk, fwd_kernel, fwd_block_d, unroll, seg_len)
+    fwd = _forward_config(fwd_kernel, fwd_block_d, unroll, seg_len)
     bwd_kernel = bwd_kernel or BWD_KERNEL
     if bwd_kernel not in ("chunk", "seq"):
         raise ConfigError(f"triton scan bwd_kernel must be 'chunk' or 'seq', got {bwd_kernel!r}")
