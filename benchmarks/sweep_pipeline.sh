@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
-# Software pipelining of the Triton step kernels (triton_scan.PIPELINE_STAGES) on one GPU, ~5 minutes:
+# Software pipelining of the Triton backward step kernels (triton_scan.PIPELINE_STAGES) on one GPU, ~5 minutes:
 # correctness with 2 and 3 stages, one SS2D scan per stage shape, then the model's training step and
 # inference, for each number of stages; last the training step with train.tf32. The per-kernel times of
 # `profile_step.py --triton-stages N` pick each kernel's count in triton_scan.PIPELINE_STAGES (session 5:
-# fwd_seq 1, fwd_seg 2, bwd_seq 3, bwd_seg 1).
+# bwd_seq 3, bwd_seg 1; the forward kernels of then, fwd_seq 1 and fwd_seg 2, were replaced in session 10 by
+# the row-layout ones, which are not software-pipelined).
 #
 #   PYTHON=python3 bash benchmarks/sweep_pipeline.sh
 set -uo pipefail
