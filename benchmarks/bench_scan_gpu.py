@@ -120,7 +120,7 @@ def main() -> int:
     parser.add_argument("--sweep", action="store_true", help="time triton launch configs instead")
     parser.add_argument("--sweep-fwd", action="store_true", help="time the seq forward's launch configs")
     parser.add_argument("--sweep-split", action="store_true", help="time the step kernels' segment lengths")
-    triton_scan.add_tuning_arguments(parser, prefix="--")  # --stages, --gather, --maxnreg
+    triton_scan.add_tuning_arguments(parser, prefix="--")  # --stages, --gather, --maxnreg, --fwd
     args = parser.parse_args()
     triton_scan.apply_tuning_arguments(args)
     if not torch.cuda.is_available():

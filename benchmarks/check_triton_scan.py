@@ -116,7 +116,7 @@ def main() -> int:
         "--split", type=int, default=None, help="ROW_ and BWD_SPLIT_PROGRAMS of the step kernels (0: off)"
     )
     parser.add_argument("--min-segment", type=int, default=None, help="MIN_SEGMENT of the step kernels")
-    triton_scan.add_tuning_arguments(parser, prefix="--")  # --stages, --gather, --maxnreg
+    triton_scan.add_tuning_arguments(parser, prefix="--")  # --stages, --gather, --maxnreg, --fwd
     parser.add_argument("--inner", default=None, help="selective-scan backend of the yardstick")
     parser.add_argument("--only", nargs="*", default=None, help="run only these case labels")
     parser.add_argument("--device", default="cuda", help="cuda; cpu only with TRITON_INTERPRET=1")

@@ -33,14 +33,17 @@ def test_bench_bad_backend(capsys: pytest.CaptureFixture[str]) -> None:
 def test_bench_triton_tuning_options(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """--triton-gather / --triton-maxnreg set triton_scan's per-kernel tables; a bad entry is one clear line."""
+    """--triton-gather / -maxnreg / -fwd set triton_scan's tables and settings; a bad entry is one clear line."""
     from mambaad.scan import triton_scan
 
     monkeypatch.setattr(triton_scan, "GATHER_MODE", dict(triton_scan.GATHER_MODE))
     monkeypatch.setattr(triton_scan, "MAX_REGISTERS", dict(triton_scan.MAX_REGISTERS))
+    monkeypatch.setattr(triton_scan, "ROW_UNROLL", triton_scan.ROW_UNROLL)
     argv = ["bench", "--device", "cpu", "--encoder", "resnet18", "--image-size", "64", "--steps", "1"]
     argv += ["--warmup", "0", "--batch-size", "1", "--backend", "sequential", "--infer", "--json"]
-    assert main([*argv, "--triton-gather", "bwd_seg=0", "--triton-maxnreg", "bwd_seq=200"]) == 0
+    tuning = ["--triton-gather", "bwd_seg=0", "--triton-maxnreg", "bwd_seq=200", "--triton-fwd", "unroll=2"]
+    assert main([*argv, *tuning]) == 0
+    assert triton_scan.ROW_UNROLL == 2
     assert triton_scan.GATHER_MODE == {"bwd_seg": 0}
     assert triton_scan.MAX_REGISTERS["bwd_seq"] == 200
     capsys.readouterr()

@@ -164,7 +164,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         type=int,
         help="programs the Triton step kernels aim at by cutting L where programs are few (0: no split)",
     )
-    triton_scan.add_tuning_arguments(p)  # --triton-stages / -gather / -maxnreg
+    triton_scan.add_tuning_arguments(p)  # --triton-stages / -gather / -maxnreg / -fwd
     p.add_argument("--steps", type=int, default=10)
     p.add_argument("--warmup", type=int, default=3)
     p.add_argument("--json", action="store_true", help="one JSON line per result")

@@ -251,6 +251,15 @@ def test_tuning_tables_setting(monkeypatch: pytest.MonkeyPatch) -> None:
         with pytest.raises(ConfigError, match="gather mode: bad entry"):
             ts.set_gather_mode(bad)
     assert ts.GATHER_MODE == {"bwd_seg": 2}
+    for name in ts.FORWARD_SETTINGS.values():
+        monkeypatch.setattr(ts, name, getattr(ts, name))
+    ts.set_forward_settings("unroll=2, split_below=0")
+    assert (ts.ROW_UNROLL, ts.ROW_SPLIT_BELOW, ts.ROW_BLOCK_D) == (2, 0, 32)
+    assert ts._segments(16, 8, 128, 4096, 16, None) == (4096, 1)  # split_below 0: never split
+    for bad in ("unroll=3", "block_d=0", "split_programs=x", "lanes=2", "unroll=4,split_below=-1"):
+        with pytest.raises(ConfigError, match="forward settings: bad entry"):
+            ts.set_forward_settings(bad)
+    assert (ts.ROW_UNROLL, ts.ROW_SPLIT_BELOW) == (2, 0)
 
 
 _AUTOCAST_SCRIPT = textwrap.dedent(

@@ -240,7 +240,35 @@ def set_gather_mode(spec: int | str) -> None:
     _set_per_kernel(GATHER_MODE, spec, "gather mode", 0, 2)
 
 
-# The per-kernel tables a command line may set: option name -> (setter, help)
+# The step forward's launch settings by short name (``--triton-fwd unroll=2,split_below=2048``); the first
+# three are powers of two.
+FORWARD_SETTINGS = {
+    "block_d": "ROW_BLOCK_D",
+    "unroll": "ROW_UNROLL",
+    "split_unroll": "ROW_SPLIT_UNROLL",
+    "split_below": "ROW_SPLIT_BELOW",
+    "split_programs": "ROW_SPLIT_PROGRAMS",
+}
+
+
+def set_forward_settings(spec: str) -> None:
+    """Set the step forward's :data:`FORWARD_SETTINGS` from ``"unroll=2,split_below=2048"``, for tuning on
+    another card (the defaults are an H200's); a bad entry raises ConfigError naming it and changes nothing."""
+    wanted = {}
+    for item in (part.strip() for part in str(spec).split(",") if part.strip()):
+        name, _, value = item.partition("=")
+        pow2 = name in ("block_d", "unroll", "split_unroll")
+        ok = name in FORWARD_SETTINGS and value.isdigit() and (int(value) > 0 or not pow2)
+        if not ok or (pow2 and int(value) & (int(value) - 1)):
+            raise ConfigError(
+                f"triton forward settings: bad entry {item!r} (want NAME=N, NAME one of "
+                f"{', '.join(FORWARD_SETTINGS)}; block_d and the unrolls powers of two)"
+            )
+        wanted[FORWARD_SETTINGS[name]] = int(value)
+    globals().update(wanted)
+
+
+# The tables and settings a command line may set: option name -> (setter, help)
 TUNING_OPTIONS = {
     "stages": (
         set_pipeline_stages,
@@ -248,6 +276,7 @@ TUNING_OPTIONS = {
     ),
     "gather": (set_gather_mode, "when bwd_seg issues its gathers (GATHER_MODE): 0/1/2 or bwd_seg=2"),
     "maxnreg": (set_max_registers, "register caps of the backward step kernels (0: none): N or bwd_seq=N"),
+    "fwd": (set_forward_settings, "the step forward's settings: unroll=4,split_unroll=2,block_d=32,..."),
 }
 
 
@@ -280,14 +309,14 @@ def _segments(
     chunk: int,
     seg_len: int | None,
     backward: bool = False,
-    block_d: int = ROW_BLOCK_D,
+    block_d: int | None = None,
 ) -> tuple[int, int]:
     """(seg_len, n_seg) of the step kernels: L cut into n_seg segments of seg_len steps (a multiple of
     ``chunk``), each its own program. A step kernel is latency-bound, and one (b, k, 32-channel) program
     per sequence leaves an H200 mostly idle at L = 4096 and batch 16 (512 programs): segments multiply the
     programs, for one extra pass (the segments' zero-start end states) and a combine of at most n_seg
     states per program. ``seg_len``: None = automatic (only sequences of at least SPLIT_MIN_LENGTH steps
-    with fewer than :data:`ROW_SPLIT_BELOW` programs of ``block_d`` channels, into about
+    with fewer than :data:`ROW_SPLIT_BELOW` programs of ``block_d`` (None: :data:`ROW_BLOCK_D`) channels, into about
     :data:`ROW_SPLIT_PROGRAMS` programs; the ``backward``: :data:`BWD_SPLIT_BELOW`,
     :data:`BWD_SPLIT_PROGRAMS`, 32 channels), 0 = no split, else the wanted length (rounded up to a
     multiple of ``chunk``).
@@ -296,7 +325,7 @@ def _segments(
         below, target, block_d = (
             (BWD_SPLIT_BELOW, BWD_SPLIT_PROGRAMS, SEQ_BWD_BLOCK_D)
             if backward
-            else (ROW_SPLIT_BELOW, ROW_SPLIT_PROGRAMS, block_d)
+            else (ROW_SPLIT_BELOW, ROW_SPLIT_PROGRAMS, block_d or ROW_BLOCK_D)
         )
         programs = bsz * k * -(-d // block_d)
         n_seg = 1
