@@ -50,3 +50,13 @@ def test_bench_triton_tuning_options(
     assert main([*argv, "--triton-gather", "bwd_seg=3"]) == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "bwd_seg=3" in err[0]
+
+
+def test_bench_module_bad_option_is_one_line(capsys: pytest.CaptureFixture[str]) -> None:
+    """``python -m mambaad.bench`` reports a bad tuning option as one line and exit status 1, no traceback."""
+    from mambaad import bench
+
+    argv = ["--device", "cpu", "--encoder", "resnet18", "--image-size", "64", "--steps", "1", "--warmup", "0"]
+    assert bench.main([*argv, "--batch-size", "1", "--infer", "--triton-fwd", "unroll=3"]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: ") and "unroll=3" in err[0]

@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -21,6 +22,7 @@ from torch import Tensor, nn
 
 from mambaad.engine.optim import fused_adam_ok
 from mambaad.engine.step import TrainStep, compile_forward, matmul_tf32
+from mambaad.errors import MambaADError
 from mambaad.models.registry import create_model
 from mambaad.scan import triton_scan
 
@@ -215,9 +217,14 @@ def run(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """``python -m mambaad.bench``: a bad option is one ``error:`` line and exit status 1, as in ``mambaad``."""
     p = argparse.ArgumentParser(prog="python -m mambaad.bench", description=__doc__.split("\n")[0])
     add_arguments(p)
-    return run(p.parse_args(argv))
+    try:
+        return run(p.parse_args(argv))
+    except MambaADError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":
