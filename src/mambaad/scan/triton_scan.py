@@ -35,6 +35,7 @@ from __future__ import annotations
 import argparse
 import functools
 import os
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import torch
@@ -193,6 +194,20 @@ PIPELINE_STAGES: dict[str, int] = {"bwd_seq": 3, "bwd_seg": 1}
 GATHER_MODE: dict[str, int] = {"bwd_seg": 1}
 
 
+def _parse_entries(
+    spec: int | str, names: Iterable[str], what: str, ok: Callable[[str, int], bool], want: str
+) -> dict[str, int]:
+    """``"a=1,b=2"`` -> {"a": 1, "b": 2}; an entry whose name is not one of ``names`` or whose value is not
+    a natural number passing ``ok(name, value)`` raises ConfigError naming it (``want``: what is wanted)."""
+    wanted = {}
+    for item in (part.strip() for part in str(spec).split(",") if part.strip()):
+        name, _, value = item.partition("=")
+        if name not in names or not value.isdigit() or not ok(name, int(value)):
+            raise ConfigError(f"triton {what}: bad entry {item!r} (want {want})")
+        wanted[name] = int(value)
+    return wanted
+
+
 def _set_per_kernel(
     table: dict[str, int], spec: int | str, what: str, least: int, most: int | None = None
 ) -> None:
@@ -201,22 +216,13 @@ def _set_per_kernel(
     items = [part.strip() for part in str(spec).split(",") if part.strip()]
     if len(items) == 1 and "=" not in items[0]:
         items = [f"{name}={items[0]}" for name in table]
-    wanted = {}
-    for item in items:
-        name, _, value = item.partition("=")
-        if (
-            name not in table
-            or not value.isdigit()
-            or int(value) < least
-            or int(value) > (most or int(value))
-        ):
-            bounds = f"N >= {least}" if most is None else f"{least} <= N <= {most}"
-            raise ConfigError(
-                f"triton {what}: bad entry {item!r} (want {bounds} or KERNEL=N, KERNEL one of "
-                f"{', '.join(table)})"
-            )
-        wanted[name] = int(value)
-    table.update(wanted)
+    bounds = f"N >= {least}" if most is None else f"{least} <= N <= {most}"
+    want = f"{bounds} or KERNEL=N, KERNEL one of {', '.join(table)}"
+
+    def in_bounds(_name: str, value: int) -> bool:
+        return least <= value <= (most or value)
+
+    table.update(_parse_entries(",".join(items), table, what, in_bounds, want))
 
 
 def set_pipeline_stages(spec: int | str) -> None:
@@ -254,18 +260,13 @@ FORWARD_SETTINGS = {
 def set_forward_settings(spec: str) -> None:
     """Set the step forward's :data:`FORWARD_SETTINGS` from ``"unroll=2,split_below=2048"``, for tuning on
     another card (the defaults are an H200's); a bad entry raises ConfigError naming it and changes nothing."""
-    wanted = {}
-    for item in (part.strip() for part in str(spec).split(",") if part.strip()):
-        name, _, value = item.partition("=")
-        pow2 = name in ("block_d", "unroll", "split_unroll")
-        ok = name in FORWARD_SETTINGS and value.isdigit() and (int(value) > 0 or not pow2)
-        if not ok or (pow2 and int(value) & (int(value) - 1)):
-            raise ConfigError(
-                f"triton forward settings: bad entry {item!r} (want NAME=N, NAME one of "
-                f"{', '.join(FORWARD_SETTINGS)}; block_d and the unrolls powers of two)"
-            )
-        wanted[FORWARD_SETTINGS[name]] = int(value)
-    globals().update(wanted)
+
+    def ok(name: str, value: int) -> bool:  # block_d and the unrolls: powers of two
+        return name not in ("block_d", "unroll", "split_unroll") or (value > 0 and not value & (value - 1))
+
+    want = f"NAME=N, NAME one of {', '.join(FORWARD_SETTINGS)}; block_d and the unrolls powers of two"
+    wanted = _parse_entries(spec, FORWARD_SETTINGS, "forward settings", ok, want)
+    globals().update({FORWARD_SETTINGS[name]: value for name, value in wanted.items()})
 
 
 # The tables and settings a command line may set: option name -> (setter, help)
