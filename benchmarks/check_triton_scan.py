@@ -32,9 +32,11 @@ STAGES = [(1024, 8, 8), (512, 16, 16), (256, 32, 32), (128, 64, 64)]  # (D, H, W
 
 
 def make_inputs(
-    b: int, k: int, d: int, n: int, length: int, device: str, dtype: torch.dtype, seed: int
+    b: int, k: int, d: int, n: int, length: int, device: str, dtype: torch.dtype, seed: int, rank: int = 0
 ) -> list[torch.Tensor]:
-    """Inputs with MambaAD's statistics: S4D-real A, softplus-inverse dt bias in [1e-3, 0.1]."""
+    """Inputs with MambaAD's statistics: S4D-real A, softplus-inverse dt bias in [1e-3, 0.1]. With a
+    ``rank``, delta is SS2D's low-rank dt (B, K, R, L) (a view of (B, K, L, R) memory) and an 8th input is
+    the dt_proj weight (K, D, R)."""
     g = torch.Generator(device="cpu").manual_seed(seed)
 
     def rnd(*shape: int) -> torch.Tensor:
@@ -50,6 +52,9 @@ def make_inputs(
         torch.ones(k * d, dtype=torch.float64) + 0.1 * rnd(k * d),  # D
         dt + torch.log(-torch.expm1(-dt)),  # delta_bias
     ]
+    if rank:
+        xs[1] = rnd(b, k, length, rank).transpose(2, 3) * 0.5
+        xs.append(rnd(k, d, rank) * rank**-0.5)
     return [x.to(device=device, dtype=dtype) for x in xs]
 
 
@@ -73,27 +78,34 @@ def check_case(
     tol_y: float,
     tol_grad: float,
     seed: int,
+    rank: int = 0,
 ) -> bool:
     length = h * w
     orders = scan_orders(curve, h, w, k).to(DEVICE)
-    base = make_inputs(b, k, d, n, length, DEVICE, torch.float64, seed)
+    base = make_inputs(b, k, d, n, length, DEVICE, torch.float64, seed, rank)
     ref_dtype = torch.float64 if length <= 1024 else torch.float32
     kernel_in = [x.to(in_dtype).requires_grad_() for x in base]
     ref_in = [x.to(in_dtype).to(ref_dtype).requires_grad_() for x in base]  # same (rounded) values
     t0 = time.perf_counter()
-    y = hybrid_selective_scan(*kernel_in, orders, backend="triton")
+    low_rank = {"dt_weight": kernel_in[7]} if rank else {}
+    y = hybrid_selective_scan(*kernel_in[:7], orders, backend="triton", **low_rank)
     grad = torch.randn_like(y)
     y.backward(grad)
     if DEVICE == "cuda":
         torch.cuda.synchronize()
     t_kernel = time.perf_counter() - t0
-    ref = hybrid_selective_scan(*ref_in, orders, backend="torch", scan_backend=inner)
+    ref_args = list(ref_in[:7])
+    if rank:  # delta = dt_proj(dt), differentiated through
+        ref_args[1] = torch.einsum("bkrl,kdr->bkdl", ref_in[1], ref_in[7])
+    ref = hybrid_selective_scan(*ref_args, orders, backend="torch", scan_backend=inner)
     ref.backward(grad.to(ref_dtype))
     ok = True
     rows = [("y", *errors(y, ref), tol_y)]
-    rows += [(nm, *errors(a.grad, r.grad), tol_grad) for nm, a, r in zip(NAMES, kernel_in, ref_in)]
+    names = [*NAMES, "dt_weight"] if rank else NAMES
+    rows += [(nm, *errors(a.grad, r.grad), tol_grad) for nm, a, r in zip(names, kernel_in, ref_in)]
     print(
         f"{label}: B={b} K={k} D={d} N={n} {h}x{w} (L={length}) {curve} in={str(in_dtype)[6:]} "
+        f"{f'rank {rank} ' if rank else ''}"
         f"ref={inner}/{str(ref_dtype)[6:]} kernel {t_kernel * 1e3:.0f} ms (incl. compile)"
     )
     for name, abs_err, rel_err, tol in rows:
@@ -150,16 +162,23 @@ def main() -> int:
         ("rand-K2", 2, 2, 16, 16, 11, 11, "scan", f32),
         ("rand-14x14", 2, 8, 96, 16, 14, 14, "hilbert", f32),
         ("rand-bf16", 2, 8, 48, 16, 9, 15, "hilbert", bf16),
+        # SS2D's low-rank dt: dt_proj inside the step forward (rank <= ROW_LOW_RANK) or before it
+        ("rand-rank4", 2, 8, 40, 16, 9, 15, "hilbert", f32, 4),
+        ("rand-rank3-odd", 3, 4, 37, 16, 7, 9, "zigzag", f32, 3),
+        ("rand-rank8", 2, 8, 64, 16, 11, 11, "hilbert", f32, 8),
+        ("rand-bf16-rank4", 2, 8, 48, 16, 9, 15, "hilbert", bf16, 4),
     ]
     if not args.quick:
         for i, (d, h, w) in enumerate(STAGES):
             cases.append((f"stage{i}", 16, 8, d, 16, h, w, "hilbert", f32))
+        cases.append(("stage3-rank4", 16, 8, 128, 16, 64, 64, "hilbert", f32, 4))
+        cases.append(("stage2-rank8", 16, 8, 256, 16, 32, 32, "hilbert", f32, 8))
     if args.only is not None:
         cases = [c for c in cases if c[0] in args.only]
     ok = True
-    for seed, (label, b, k, d, n, h, w, curve, dtype) in enumerate(cases):
+    for seed, (label, b, k, d, n, h, w, curve, dtype, *rank) in enumerate(cases):
         tol_y, tol_grad = (1e-4, 1e-4) if dtype == f32 else (1e-4, 2e-2)  # bf16 grads are rounded to bf16
-        ok &= check_case(label, b, k, d, n, h, w, curve, dtype, inner, tol_y, tol_grad, seed)
+        ok &= check_case(label, b, k, d, n, h, w, curve, dtype, inner, tol_y, tol_grad, seed, *rank)
     print("ALL PASS" if ok else "SOME CHECKS FAILED")
     return 0 if ok else 1
 

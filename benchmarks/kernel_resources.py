@@ -44,7 +44,14 @@ BASE = {
     "ROW_VEC": True,
 }
 KERNELS = {
-    "fwd_seq_kernel": {**BASE, "SAVE_STATES": True, "UNROLL": ROW_UNROLL, "SAVE_EVERY": 16, "SPLIT": True},
+    "fwd_seq_kernel": {
+        **BASE,
+        "SAVE_STATES": True,
+        "UNROLL": ROW_UNROLL,
+        "SAVE_EVERY": 16,
+        "SPLIT": True,
+        "RANK": 0,  # dt_proj applied in the kernel only when L is not split (``triton_scan.ROW_LOW_RANK``)
+    },
     "fwd_seg_kernel": {**BASE, "UNROLL": ROW_SPLIT_UNROLL},
     "bwd_seg_kernel": {**BASE, "UNROLL": BWD_SEG_UNROLL, "GATHER": GATHER_MODE["bwd_seg"]},
     "bwd_seq_kernel": {**BASE, "CHUNK": 16, "SPLIT": True},

@@ -77,3 +77,34 @@ def test_low_rank_delta_bf16_is_recomputed_identically() -> None:
     outside = low_rank_delta(dts, w)
     assert inside.dtype == outside.dtype == torch.bfloat16
     assert torch.equal(inside, outside)
+
+
+def test_ss2d_hands_the_fused_scan_rows_stored_direction_by_direction(monkeypatch) -> None:
+    """The fused scan gathers each direction's (dt, B, C) row per pixel: SS2D stores them (B, K, L, R+2N) in
+    fp32, a direction's rows adjacent (x_proj writes (B, L, K, R+2N); the gathers ran slower on it), the
+    output unchanged by the copy, in fp32 and under bf16 autocast."""
+    from mambaad.models.decoder import SS2D
+    from mambaad.scan import triton_scan
+
+    seen = []
+
+    def fake_scan(u, dts, A, B, C, *args, **kwargs):
+        seen.append((dts, B, C))
+        return torch.zeros_like(u, dtype=torch.float32)
+
+    monkeypatch.setattr(triton_scan, "hybrid_selective_scan", fake_scan)
+    torch.manual_seed(3)
+    ss2d = SS2D(32, d_state=4, directions=4)
+    x = torch.randn(2, 64, 6, 5)  # (B, D, H, W) after the depthwise conv
+    for autocast in (False, True):
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
+            ss2d._scan_fused(x, "triton")
+        dts, b, c = seen[-1]
+        rows = ss2d.dt_rank + 2 * ss2d.d_state  # R + 2N
+        for t in (dts, b, c):
+            assert t.dtype == torch.float32
+            assert t.stride() == (4 * 30 * rows, 30 * rows, 1, rows)  # (B, K, ., L) views of (B, K, L, R+2N)
+        x_dbl = torch.einsum("bld,kcd->bklc", x.flatten(2).transpose(1, 2), ss2d.x_proj_weight).float()
+        tol = {"atol": 0.05, "rtol": 0.05} if autocast else {}
+        torch.testing.assert_close(b, x_dbl[..., 2:6].transpose(2, 3), **tol)
+        torch.testing.assert_close(c, x_dbl[..., 6:].transpose(2, 3), **tol)

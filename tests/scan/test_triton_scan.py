@@ -49,6 +49,10 @@ CASES = [(*c, None) for c in CASES] + [
     ("L15_lowrank", 2, 8, 3, 2, 3, 5, 4, 2, "hilbert", True, True, True, "seq", "seq", None, 2),
     ("L33_lowrank_split", 1, 4, 5, 3, 3, 11, 4, None, "scan", True, True, True, "seq", "seq", 8, 3),
     ("L33_lowrank_chunk", 1, 4, 5, 3, 3, 11, 16, None, "scan", False, True, False, "chunk", "chunk", None, 1),
+    # rank <= ROW_LOW_RANK and L not split: the step forward applies dt_proj itself (L15_lowrank, L33_lowrank:
+    # a partial channel block); rank 9 or a split (L33_lowrank_split): delta computed before the kernels
+    ("L33_lowrank", 2, 4, 5, 3, 3, 11, 4, None, "zigzag", True, True, True, "seq", "seq", None, 3),
+    ("L15_rank9", 1, 2, 3, 2, 3, 5, 4, None, "hilbert", True, True, True, "seq", "seq", None, 9),
     # _rows: B / C rows channels-last (the kernels' ROW_VEC)
     ("L15_N4_rows", 1, 2, 3, 4, 3, 5, 4, None, "hilbert", True, True, True, "seq", "seq", None, None),
     ("L33_N4_split_rows", 1, 4, 2, 4, 3, 11, 4, None, "scan", True, True, True, "seq", "seq", 8, 2),

@@ -166,14 +166,20 @@ class SS2D(nn.Module):
     @torch.compiler.disable  # torch.compile leaves the fused scan kernels as they are (a graph break)
     def _scan_fused(self, x: Tensor, backend: str) -> Tensor:
         """Triton / numba: x_proj on the raster map, channels-last; the kernel reads and writes through the
-        scan orders and applies dt_proj itself (delta is never stored: K x D values per position)."""
+        scan orders. dt_proj's low-rank input goes in with its weight: the numba kernel and Triton's unsplit
+        step forward apply it per step (delta, K x D values per position, never stored), Triton's others
+        compute delta first."""
         from mambaad.scan.triton_scan import hybrid_selective_scan
 
         b, d, h, w = x.shape
         x_cl = x.permute(0, 2, 3, 1).reshape(b, h * w, d)  # (B, L, D): one pixel's channels contiguous
         # (B, K, L, R+2N) in fp32 also under autocast: the Triton kernels read bf16 dt / B / C slower (H200,
-        # session 5: bf16 training 186 -> 231 img/s with fp32 scan inputs); x_cl is cast inside the scan
-        x_dbl = DirectionProjection.apply(x_cl, self.x_proj_weight).float()
+        # session 5: bf16 training 186 -> 231 img/s with fp32 scan inputs); x_cl is cast inside the scan.
+        # Stored direction by direction: the projection writes (B, L, K, R+2N) memory, where the rows a
+        # program gathers at neighbouring pixels lie K rows apart; copied so they are adjacent, the scan ran
+        # 1.19 -> 0.91 ms per call at L = 4096 (H200, batch 16, session 11) for a ~0.05 ms copy.
+        x_dbl = DirectionProjection.apply(x_cl, self.x_proj_weight)
+        x_dbl = x_dbl.to(torch.float32, memory_format=torch.contiguous_format).contiguous()  # one copy
         parts = x_dbl.split([self.dt_rank, self.d_state, self.d_state], dim=3)
         dts, Bs, Cs = (t.transpose(2, 3) for t in parts)  # (B, K, R, L), (B, K, N, L) x 2: views
         return hybrid_selective_scan(

@@ -268,20 +268,16 @@ def _step_inputs(
 @triton.jit
 def _block_gathers(
     ord_base, t0, L, u_base, d_base, b_base, c_base, su_l, sd_l, sb_l, sc_l, mask_d, mask_n,
-    UNROLL: tl.constexpr, ROW_VEC: tl.constexpr, ROW: tl.constexpr,
+    UNROLL: tl.constexpr, ROW_VEC: tl.constexpr,
 ):  # fmt: skip
-    """The gathers of steps t0 .. t0 + UNROLL - 1 (``_step_gathers``, or ``_row_gather`` with ROW), a tuple
-    of tuples. Issued together, before any of the steps computes: the layout conversions of a step's
-    arithmetic are barriers no load crosses, so gathers issued step by step make every step wait for
-    memory (twice: its pixel, then its rows)."""
+    """The gathers of steps t0 .. t0 + UNROLL - 1 (``_step_gathers``), a tuple of tuples. Issued together,
+    before any of the steps computes: the layout conversions of a step's arithmetic are barriers no load
+    crosses, so gathers issued step by step make every step wait for memory (twice: its pixel, then its
+    rows)."""
     out = ()
     for j in tl.static_range(UNROLL):
         args = (ord_base, t0 + j, L, u_base, d_base, b_base, c_base, su_l, sd_l, sb_l, sc_l, mask_d, mask_n)
-        if ROW:
-            step = _row_gather(*args, ROW_VEC)
-        else:
-            step = _step_gathers(*args, ROW_VEC)
-        out = out + (step,)  # noqa: RUF005 (Triton builds tuples by concatenation, not unpacking)
+        out = out + (_step_gathers(*args, ROW_VEC),)  # noqa: RUF005 (Triton builds tuples by concatenation)
     return out
 
 
@@ -295,10 +291,10 @@ def _blocks(
     Before the loop, :func:`_ahead` gives the first ``ahead``."""
     gathers = (L, u_base, d_base, b_base, c_base, su_l, sd_l, sb_l, sc_l, mask_d, mask_n)
     if GATHER == 1:
-        block = _block_gathers(ord_base, t0, *gathers, UNROLL, ROW_VEC, False)
+        block = _block_gathers(ord_base, t0, *gathers, UNROLL, ROW_VEC)
     else:
         block = ahead
-        ahead = _block_gathers(ord_base, t_next, *gathers, UNROLL, ROW_VEC, False)
+        ahead = _block_gathers(ord_base, t_next, *gathers, UNROLL, ROW_VEC)
     return block, ahead
 
 
@@ -312,7 +308,7 @@ def _ahead(
     if GATHER == 2:
         ahead = _block_gathers(
             ord_base, t0, L, u_base, d_base, b_base, c_base, su_l, sd_l, sb_l, sc_l, mask_d, mask_n, UNROLL,
-            ROW_VEC, False,
+            ROW_VEC,
         )  # fmt: skip
     return ahead
 
@@ -530,13 +526,19 @@ def bwd_seq_kernel(
 
 
 @triton.jit
-def _row_gather(ord_base, t, L, u_base, d_base, b_base, c_base, su_l, sd_l, sb_l, sc_l, mask_d, mask_n,
-                ROW_VEC: tl.constexpr):  # fmt: skip
-    """Step t's loads: (pixel, u, dt_proj output (BD,), B, C (BN,)). Past the end (t >= L) it reads the last
+def _row_gather(ord_base, t, L, u_base, d_base, b_base, c_base, su_l, sd_l, sb_l, sc_l, sd_d, mask_d, mask_n,
+                ROW_VEC: tl.constexpr, RANK: tl.constexpr):  # fmt: skip
+    """Step t's loads: (pixel, u (BD,), delta's input, B, C (BN,)); delta's input is the dt_proj output (BD,),
+    or with RANK its low-rank input, a tuple of RANK scalars. Past the end (t >= L) it reads the last
     step again (the caller masks the step out), so that blocks can run ahead of the sequence's end."""
     p = tl.load(ord_base + tl.minimum(t, L - 1))
     u = tl.load(u_base + p * su_l, mask=mask_d, other=0.0).to(tl.float32)
-    raw = tl.load(d_base + p * sd_l, mask=mask_d, other=0.0).to(tl.float32)
+    if RANK > 0:  # the R scalars of dt_proj's low-rank input at p
+        raw = ()
+        for r in tl.static_range(RANK):
+            raw = raw + (tl.load(d_base + p * sd_l + r * sd_d).to(tl.float32),)  # noqa: RUF005
+    else:
+        raw = tl.load(d_base + p * sd_l, mask=mask_d, other=0.0).to(tl.float32)
     pb, pc = p * sb_l, p * sc_l
     if ROW_VEC:
         pb, pc = tl.multiple_of(pb, 4), tl.multiple_of(pc, 4)
@@ -546,16 +548,36 @@ def _row_gather(ord_base, t, L, u_base, d_base, b_base, c_base, su_l, sd_l, sb_l
 
 
 @triton.jit
+def _row_block(ord_base, t0, L, u_base, d_base, b_base, c_base, su_l, sd_l, sb_l, sc_l, sd_d, mask_d, mask_n,
+               UNROLL: tl.constexpr, ROW_VEC: tl.constexpr, RANK: tl.constexpr):  # fmt: skip
+    """The gathers of steps t0 .. t0 + UNROLL - 1 (``_row_gather``), issued together before any computes."""
+    out = ()
+    for j in tl.static_range(UNROLL):
+        step = _row_gather(
+            ord_base, t0 + j, L, u_base, d_base, b_base, c_base, su_l, sd_l, sb_l, sc_l, sd_d, mask_d, mask_n,
+            ROW_VEC, RANK,
+        )  # fmt: skip
+        out = out + (step,)  # noqa: RUF005 (Triton builds tuples by concatenation, not unpacking)
+    return out
+
+
+@triton.jit
 def _row_steps(
-    block, t0, t_end, h, dt_sum, a2, bias, dskip, o_base, so_l, mask_d,
+    block, t0, t_end, h, dt_sum, a2, w, bias, dskip, o_base, so_l, mask_d,
     HAS_D: tl.constexpr, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr, OUTPUT: tl.constexpr,
-    UNROLL: tl.constexpr,
+    UNROLL: tl.constexpr, RANK: tl.constexpr,
 ):  # fmt: skip
     """Run the recurrence over a gathered block (steps t0 ..; those at or past t_end leave h as it is).
-    OUTPUT: add each step's <C, h> (+ D u) into its pixel; else sum delta (the segments' pass 1)."""
+    With RANK, delta's input is dt_proj's low-rank input and w its weight, RANK columns (BD,). OUTPUT: add each
+    step's <C, h> (+ D u) into its pixel; else sum delta (the segments' pass 1)."""
     for j in tl.static_range(UNROLL):
         p, u, raw, bt, ct = block[j]
         m = mask_d & (t0 + j < t_end)
+        if RANK > 0:  # dt_proj: sum over r of w[r] (BD,) x scalar
+            x = raw
+            raw = w[0] * x[0]
+            for r in tl.static_range(1, RANK):
+                raw += w[r] * x[r]
         _, dt = _delta(raw, bias, HAS_BIAS, SOFTPLUS)
         dt = tl.where(m, dt, 0.0)  # (BD,)
         h = tl.exp2(dt[:, None] * a2) * h + (dt * u)[:, None] * bt[None, :]  # (BD, BN)
@@ -570,9 +592,10 @@ def _row_steps(
 
 
 @triton.jit
-def _row_program(a_ptr, bias_ptr, dskip_ptr, K, D, N, HAS_D: tl.constexpr, HAS_BIAS: tl.constexpr,
-                 BLOCK_D: tl.constexpr, BLOCK_N: tl.constexpr):  # fmt: skip
-    """The row kernels' program: ``_program_block``, A log2(e) (BD, BN) from A (K*D, N), bias and D (BD,)."""
+def _row_program(a_ptr, bias_ptr, dskip_ptr, w_ptr, K, D, N, HAS_D: tl.constexpr, HAS_BIAS: tl.constexpr,
+                 BLOCK_D: tl.constexpr, BLOCK_N: tl.constexpr, RANK: tl.constexpr):  # fmt: skip
+    """The row kernels' program: ``_program_block``, A log2(e) (BD, BN) from A (K*D, N), bias and D (BD,),
+    and with RANK the dt_proj weight from w (K*D, RANK), a tuple of its RANK columns (BD,)."""
     b, k, offs_d, offs_n, mask_d, mask_n, ch = _program_block(K, D, N, BLOCK_D, BLOCK_N)
     mask_dn = mask_d[:, None] & mask_n[None, :]
     a2 = tl.load(a_ptr + ch[:, None] * N + offs_n[None, :], mask=mask_dn, other=0.0).to(tl.float32) * LOG2E
@@ -580,13 +603,26 @@ def _row_program(a_ptr, bias_ptr, dskip_ptr, K, D, N, HAS_D: tl.constexpr, HAS_B
     if HAS_D:
         dskip = tl.load(dskip_ptr + ch, mask=mask_d, other=0.0).to(tl.float32)
     bias = _load_bias(bias_ptr, ch, mask_d, HAS_BIAS, False)
-    return b, k, offs_d, offs_n, mask_d, mask_dn, a2, bias, dskip
+    w = ()
+    for r in tl.static_range(RANK):
+        w = w + (tl.load(w_ptr + ch * RANK + r, mask=mask_d, other=0.0).to(tl.float32),)  # noqa: RUF005
+    return b, k, offs_d, offs_n, mask_d, mask_dn, a2, bias, dskip, w
+
+
+@triton.jit
+def _row_delta_base(dl_ptr, b, k, offs_d, sd_b, sd_k, sd_d, RANK: tl.constexpr):
+    """Where this program's delta input lies at position 0: its channels of dt_proj's output (BD,), or
+    with RANK the first of its low-rank input's RANK entries (a scalar; sd_d is then the stride over R)."""
+    base = dl_ptr + b * sd_b + k * sd_k
+    if RANK == 0:
+        base = base + offs_d * sd_d
+    return base
 
 
 @triton.jit
 def fwd_seq_kernel(
     u_ptr, dl_ptr, a_ptr, b_ptr, c_ptr, dskip_ptr, bias_ptr, ord_ptr, out_ptr, hs_ptr, seg_h_ptr, seg_dt_ptr,
-    K, D, L, N, n_chunks, seg_len, n_seg,
+    w_ptr, K, D, L, N, n_chunks, seg_len, n_seg,
     su_b, su_d, su_l,
     sd_b, sd_k, sd_d, sd_l,
     sb_b, sb_k, sb_n, sb_l,
@@ -594,18 +630,19 @@ def fwd_seq_kernel(
     so_b, so_d, so_l,
     HAS_D: tl.constexpr, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr, SAVE_STATES: tl.constexpr,
     BLOCK_D: tl.constexpr, BLOCK_N: tl.constexpr, UNROLL: tl.constexpr, SAVE_EVERY: tl.constexpr,
-    SPLIT: tl.constexpr, ROW_VEC: tl.constexpr,
+    SPLIT: tl.constexpr, ROW_VEC: tl.constexpr, RANK: tl.constexpr,
 ):  # fmt: skip
     # The forward step kernel in the row layout: the program's (BLOCK_D, N) states stay in registers while
     # it walks its steps (all of L, or segment program_id(2) of seg_len steps with SPLIT, its start state
     # combined from ``fwd_seg_kernel``'s), two blocks of UNROLL steps per iteration, each block's loads
     # issued while the one before computes. The state entering every SAVE_EVERY steps is saved for the
-    # backward in its (B, K, n_chunks, N, D) layout; SAVE_EVERY is a multiple of UNROLL.
-    b, k, offs_d, offs_n, mask_d, mask_dn, a2, bias, dskip = _row_program(
-        a_ptr, bias_ptr, dskip_ptr, K, D, N, HAS_D, HAS_BIAS, BLOCK_D, BLOCK_N
+    # backward in its (B, K, n_chunks, N, D) layout; SAVE_EVERY is a multiple of UNROLL. RANK > 0:
+    # dl_ptr is dt_proj's low-rank input (B, K, R, L) and w_ptr its weight (K, D, R), applied per step.
+    b, k, offs_d, offs_n, mask_d, mask_dn, a2, bias, dskip, w = _row_program(
+        a_ptr, bias_ptr, dskip_ptr, w_ptr, K, D, N, HAS_D, HAS_BIAS, BLOCK_D, BLOCK_N, RANK
     )
     u_base = u_ptr + b * su_b + offs_d * su_d  # (BD,)
-    d_base = dl_ptr + b * sd_b + k * sd_k + offs_d * sd_d
+    d_base = _row_delta_base(dl_ptr, b, k, offs_d, sd_b, sd_k, sd_d, RANK)  # (BD,) or (BR,)
     b_base = b_ptr + b * sb_b + k * sb_k + offs_n * sb_n  # (BN,)
     c_base = c_ptr + b * sc_b + k * sc_k + offs_n * sc_n
     o_base = out_ptr + b * so_b + offs_d * so_d
@@ -625,9 +662,9 @@ def fwd_seq_kernel(
             )
             dts = tl.load(seg_dt_ptr + row * D + offs_d, mask=mask_d, other=0.0)
             h = tl.exp2(dts[:, None] * a2) * h + hs
-    gathers = (L, u_base, d_base, b_base, c_base, su_l, sd_l, sb_l, sc_l, mask_d, offs_n < N)
-    steps = (bias, dskip, o_base, so_l, mask_d)
-    ahead = _block_gathers(ord_base, t_start, *gathers, UNROLL, ROW_VEC, True)
+    gathers = (L, u_base, d_base, b_base, c_base, su_l, sd_l, sb_l, sc_l, sd_d, mask_d, offs_n < N)
+    steps = (w, bias, dskip, o_base, so_l, mask_d)
+    ahead = _row_block(ord_base, t_start, *gathers, UNROLL, ROW_VEC, RANK)
     for t0 in range(t_start, t_end, 2 * UNROLL):
         for half in tl.static_range(2):
             t = t0 + half * UNROLL
@@ -635,8 +672,10 @@ def fwd_seq_kernel(
                 if t % SAVE_EVERY == 0:
                     tl.store(hs_base + (t // SAVE_EVERY) * N * D, h, mask=mask_dn & (t < t_end))
             block = ahead
-            ahead = _block_gathers(ord_base, t + UNROLL, *gathers, UNROLL, ROW_VEC, True)
-            h, _ = _row_steps(block, t, t_end, h, 0.0, a2, *steps, HAS_D, HAS_BIAS, SOFTPLUS, True, UNROLL)
+            ahead = _row_block(ord_base, t + UNROLL, *gathers, UNROLL, ROW_VEC, RANK)
+            h, _ = _row_steps(
+                block, t, t_end, h, 0.0, a2, *steps, HAS_D, HAS_BIAS, SOFTPLUS, True, UNROLL, RANK
+            )
 
 
 @triton.jit
@@ -650,28 +689,29 @@ def fwd_seg_kernel(
     BLOCK_D: tl.constexpr, BLOCK_N: tl.constexpr, UNROLL: tl.constexpr, ROW_VEC: tl.constexpr,
 ):  # fmt: skip
     # Pass 1 of the split row forward: segment program_id(2) (every segment but the last) runs the
-    # recurrence from h = 0 and stores its end state (rows (B*K, n_seg), each (D, N)) and its sum of delta.
-    b, k, offs_d, offs_n, mask_d, mask_dn, a2, bias, _ = _row_program(
-        a_ptr, bias_ptr, bias_ptr, K, D, N, False, HAS_BIAS, BLOCK_D, BLOCK_N
+    # recurrence from h = 0 and stores its end state (rows (B*K, n_seg), each (D, N)) and its sum of delta
+    # (delta in full: a split forward never applies dt_proj itself, see ``triton_scan.ROW_LOW_RANK``).
+    b, k, offs_d, offs_n, mask_d, mask_dn, a2, bias, _, w = _row_program(
+        a_ptr, bias_ptr, bias_ptr, bias_ptr, K, D, N, False, HAS_BIAS, BLOCK_D, BLOCK_N, 0
     )
     u_base = u_ptr + b * su_b + offs_d * su_d
-    d_base = dl_ptr + b * sd_b + k * sd_k + offs_d * sd_d
+    d_base = _row_delta_base(dl_ptr, b, k, offs_d, sd_b, sd_k, sd_d, 0)
     b_base = b_ptr + b * sb_b + k * sb_k + offs_n * sb_n
     ord_base = ord_ptr + k * L
     seg = tl.program_id(2)
     t_end = (seg + 1) * seg_len  # every segment but the last is whole
     h = tl.zeros((BLOCK_D, BLOCK_N), dtype=tl.float32)
     dt_sum = tl.zeros((BLOCK_D,), dtype=tl.float32)
-    gathers = (L, u_base, d_base, b_base, b_base, su_l, sd_l, sb_l, sb_l, mask_d, offs_n < N)  # no C
-    steps = (bias, 0.0, u_base, su_l, mask_d)  # no output
-    ahead = _block_gathers(ord_base, seg * seg_len, *gathers, UNROLL, ROW_VEC, True)
+    gathers = (L, u_base, d_base, b_base, b_base, su_l, sd_l, sb_l, sb_l, sd_d, mask_d, offs_n < N)  # no C
+    steps = (w, bias, 0.0, u_base, su_l, mask_d)  # no output
+    ahead = _row_block(ord_base, seg * seg_len, *gathers, UNROLL, ROW_VEC, 0)
     for t0 in range(seg * seg_len, t_end, 2 * UNROLL):
         for half in tl.static_range(2):
             t = t0 + half * UNROLL
             block = ahead
-            ahead = _block_gathers(ord_base, t + UNROLL, *gathers, UNROLL, ROW_VEC, True)
+            ahead = _row_block(ord_base, t + UNROLL, *gathers, UNROLL, ROW_VEC, 0)
             h, dt_sum = _row_steps(
-                block, t, t_end, h, dt_sum, a2, *steps, False, HAS_BIAS, SOFTPLUS, False, UNROLL
+                block, t, t_end, h, dt_sum, a2, *steps, False, HAS_BIAS, SOFTPLUS, False, UNROLL, 0
             )
     row = (b * K + k) * n_seg + seg
     tl.store(seg_h_ptr + row * D * N + offs_d[:, None] * N + offs_n[None, :], h, mask=mask_dn)

@@ -158,6 +158,12 @@ ROW_SPLIT_UNROLL = 2
 # measured slower split (0.32 -> 0.43 ms); at batch 1 every sequence of L >= SPLIT_MIN_LENGTH is split.
 ROW_SPLIT_BELOW = 1024
 ROW_SPLIT_PROGRAMS = 2048
+# The step forward applies SS2D's dt_proj itself (delta = W dt, R multiply-adds per channel and step, the R
+# scalars of dt loaded beside B and C) when the rank R is at most ROW_LOW_RANK (0: never) and L is not split;
+# otherwise delta is computed before the kernels (``projections.low_rank_delta``) and read per step. H200,
+# batch 16, session 11, per call: stage 2 (R = 8, unsplit) 0.400 -> 0.374 ms; stage 3 (R = 4, split in 4)
+# 1.037 -> 1.123 ms, slower in the split kernel (2 steps per block) in spite of delta's round trip saved.
+ROW_LOW_RANK = 8
 # Channels per program of the step-layout backward (one warp). 16 or 8 (2 or 4 threads per channel, fewer
 # registers) measured slower at batch 16 on an H200 (docs/benchmarks.md, session 4).
 SEQ_BWD_BLOCK_D = 32
@@ -254,6 +260,7 @@ FORWARD_SETTINGS = {
     "split_unroll": "ROW_SPLIT_UNROLL",
     "split_below": "ROW_SPLIT_BELOW",
     "split_programs": "ROW_SPLIT_PROGRAMS",
+    "low_rank": "ROW_LOW_RANK",
 }
 
 
@@ -376,9 +383,11 @@ def _forward_seq(
     softplus: bool,
     flags: dict[str, bool],
     fwd: tuple[str, int, int | None, int | None],
+    dt_weight: Tensor | None = None,
 ) -> None:
     """Launch the step forward (and its segments' pass 1) on the forward's argument tuple; ``fwd`` from
-    :func:`_forward_config` (steps per block None: :data:`ROW_UNROLL`, split :data:`ROW_SPLIT_UNROLL`)."""
+    :func:`_forward_config` (steps per block None: :data:`ROW_UNROLL`, split :data:`ROW_SPLIT_UNROLL`).
+    With ``dt_weight`` (K, D, R) the delta of ``args`` is dt_proj's low-rank input, applied in the kernels."""
     kern = _kernels()
     u, delta, A, B, C = args[:5]
     bsz, d, length = u.shape
@@ -391,14 +400,17 @@ def _forward_seq(
     row_vec = _row_vec(B, C)
     launch = {"BLOCK_D": block_d, "BLOCK_N": _pow2(n), "UNROLL": unroll, "num_warps": max(1, block_d // 32)}
     if n_seg > 1:
+        if dt_weight is not None:
+            raise ValueError("triton scan: dt_proj is applied in the step forward only when L is not split")
         kern["fwd_seg"][(grid[0], grid[1], n_seg - 1)](
             u, delta, A, B, args[6], args[7], seg_h, seg_dt, k, d, length, n, seg_len, n_seg,
             *u.stride(), *delta.stride(), *B.stride(),
             HAS_BIAS=flags["HAS_BIAS"], SOFTPLUS=softplus, ROW_VEC=row_vec, **launch,
         )  # fmt: skip
+    w, rank = (A, 0) if dt_weight is None else (dt_weight.contiguous(), dt_weight.shape[-1])
     kern["fwd_seq"][grid](
-        *args[:10], seg_h, seg_dt, *args[10:15], seg_len, n_seg, *args[15:],
-        **flags, SAVE_STATES=save, SAVE_EVERY=chunk, SPLIT=n_seg > 1, ROW_VEC=row_vec, **launch,
+        *args[:10], seg_h, seg_dt, w, *args[10:15], seg_len, n_seg, *args[15:],
+        **flags, SAVE_STATES=save, SAVE_EVERY=chunk, SPLIT=n_seg > 1, ROW_VEC=row_vec, RANK=rank, **launch,
     )  # fmt: skip
 
 
@@ -425,12 +437,16 @@ class _HybridScanFn(torch.autograd.Function):
         kern = _kernels()
         # u is read in fp32 (the bf16 original is saved); the step kernels ran slower on bf16 inputs
         u_in, u = u, u.float()
-        dts = None
-        if dt_weight is not None:  # delta = dt_proj(dts): used here, recomputed in the backward, not saved
-            with torch.autocast(u.device.type, enabled=False):  # dts' dtype, as in the backward's recompute
-                dts, delta = delta, low_rank_delta(delta, dt_weight)
         bsz, d, length = u.shape
         k, n = B.shape[1], A.shape[1]
+        dts = None
+        in_kernel = fwd[0] == "seq" and dt_weight is not None and dt_weight.shape[-1] <= ROW_LOW_RANK
+        in_kernel = in_kernel and _segments(bsz, k, d, length, chunk, fwd[3], block_d=fwd[1])[1] == 1
+        if in_kernel:  # the step kernels apply dt_proj to dts themselves: delta is never stored
+            dts = delta
+        elif dt_weight is not None:  # delta = dt_proj(dts): used here, recomputed in the backward, not saved
+            with torch.autocast(u.device.type, enabled=False):  # dts' dtype, as in the backward's recompute
+                dts, delta = delta, low_rank_delta(delta, dt_weight)
         n_chunks = -(-length // chunk)
         A = A.contiguous()
         orders32 = orders.to(device=u.device, dtype=torch.int32).contiguous()
@@ -448,7 +464,7 @@ class _HybridScanFn(torch.autograd.Function):
         )  # fmt: skip
         flags = {"HAS_D": D is not None, "HAS_BIAS": delta_bias is not None, "SOFTPLUS": delta_softplus}
         if fwd[0] == "seq":
-            _forward_seq(args, save, chunk, delta_softplus, flags, fwd)
+            _forward_seq(args, save, chunk, delta_softplus, flags, fwd, dt_weight if in_kernel else None)
         else:
             if not save:  # inference: long chunks load more per step (the backward's chunk is irrelevant)
                 block_d, chunk = _launch_config(d, n, length, None, 64, tile=4096)
@@ -612,9 +628,10 @@ def hybrid_selective_scan_triton(
 ) -> Tensor:
     """The fused Triton scan (forward and backward); see :func:`hybrid_selective_scan` for the contract.
 
-    With ``dt_weight`` (K, D, R), ``delta`` is the low-rank (B, K, R, L) input of SS2D's dt projection:
-    delta = dt_proj(delta) is computed before the kernels and again in the backward, so that autograd
-    keeps the R-wide input instead of the K x D-wide delta (``projections.low_rank_delta``).
+    With ``dt_weight`` (K, D, R), ``delta`` is the low-rank (B, K, R, L) input of SS2D's dt projection, so
+    that autograd keeps the R-wide input instead of the K x D-wide delta: the step forward applies dt_proj
+    per step itself when R <= :data:`ROW_LOW_RANK` and L is not split; otherwise delta = dt_proj(delta) is
+    computed before the kernels (``projections.low_rank_delta``); the backward always computes it first.
 
     Forward: ``fwd_kernel="seq"`` (or ``"auto"``, the default) keeps the N states of its channels in
     registers and walks L step by step, ``fwd_block_d`` channels per program (default
