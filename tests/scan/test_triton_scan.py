@@ -257,8 +257,13 @@ def test_tuning_tables_setting(monkeypatch: pytest.MonkeyPatch) -> None:
     assert ts.GATHER_MODE == {"bwd_seg": 2}
     for name in ts.FORWARD_SETTINGS.values():
         monkeypatch.setattr(ts, name, getattr(ts, name))
-    ts.set_forward_settings("unroll=2, split_below=0")
-    assert (ts.ROW_UNROLL, ts.ROW_SPLIT_BELOW, ts.ROW_BLOCK_D) == (2, 0, 32)
+    assert ts._dt_proj_in_kernel("seq", 8, 1) and ts.ROW_LOW_RANK == 8
+    assert not ts._dt_proj_in_kernel("seq", 8, 4)  # split: delta computed before the kernels
+    assert not ts._dt_proj_in_kernel("seq", 16, 1) and not ts._dt_proj_in_kernel("chunk", 4, 1)
+    assert not ts._dt_proj_in_kernel("seq", None, 1)  # delta given in full
+    ts.set_forward_settings("unroll=2, split_below=0, low_rank=0")
+    assert (ts.ROW_UNROLL, ts.ROW_SPLIT_BELOW, ts.ROW_BLOCK_D, ts.ROW_LOW_RANK) == (2, 0, 32, 0)
+    assert not ts._dt_proj_in_kernel("seq", 4, 1)  # low_rank 0: never
     assert ts._segments(16, 8, 128, 4096, 16, None) == (4096, 1)  # split_below 0: never split
     for bad in ("unroll=3", "block_d=0", "split_programs=x", "lanes=2", "unroll=4,split_below=-1"):
         with pytest.raises(ConfigError, match="forward settings: bad entry"):

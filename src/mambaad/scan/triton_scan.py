@@ -376,6 +376,12 @@ def _forward_config(
     return ("seq" if kind == "auto" else kind), block_d, unroll, seg_len
 
 
+def _dt_proj_in_kernel(kind: str, rank: int | None, n_seg: int) -> bool:
+    """Whether the forward applies SS2D's dt_proj per step itself: the step kernel, a low-rank input of rank
+    at most :data:`ROW_LOW_RANK` and L not split (the split forward measured slower with it, session 11)."""
+    return kind == "seq" and rank is not None and rank <= ROW_LOW_RANK and n_seg == 1
+
+
 def _forward_seq(
     args: tuple,
     save: bool,
@@ -440,8 +446,9 @@ class _HybridScanFn(torch.autograd.Function):
         bsz, d, length = u.shape
         k, n = B.shape[1], A.shape[1]
         dts = None
-        in_kernel = fwd[0] == "seq" and dt_weight is not None and dt_weight.shape[-1] <= ROW_LOW_RANK
-        in_kernel = in_kernel and _segments(bsz, k, d, length, chunk, fwd[3], block_d=fwd[1])[1] == 1
+        rank = None if dt_weight is None else dt_weight.shape[-1]
+        n_seg = _segments(bsz, k, d, length, chunk, fwd[3], block_d=fwd[1])[1]
+        in_kernel = _dt_proj_in_kernel(fwd[0], rank, n_seg)
         if in_kernel:  # the step kernels apply dt_proj to dts themselves: delta is never stored
             dts = delta
         elif dt_weight is not None:  # delta = dt_proj(dts): used here, recomputed in the backward, not saved
