@@ -176,8 +176,9 @@ class SS2D(nn.Module):
         # (B, K, L, R+2N) in fp32 also under autocast: the Triton kernels read bf16 dt / B / C slower (H200,
         # session 5: bf16 training 186 -> 231 img/s with fp32 scan inputs); x_cl is cast inside the scan.
         # Stored direction by direction: the projection writes (B, L, K, R+2N) memory, where the rows a
-        # program gathers at neighbouring pixels lie K rows apart; copied so they are adjacent, the scan ran
-        # 1.19 -> 0.91 ms per call at L = 4096 (H200, batch 16, session 11) for a ~0.05 ms copy.
+        # program gathers at neighbouring pixels lie K rows apart; copied so they are adjacent, the 16 scan
+        # calls of a batch of 16 took 7.47 -> 6.66 ms (H200, session 11; the copy, ~0.8 GB moved, not
+        # included). The copy also does the fp32 cast under autocast.
         x_dbl = DirectionProjection.apply(x_cl, self.x_proj_weight)
         x_dbl = x_dbl.to(torch.float32, memory_format=torch.contiguous_format).contiguous()  # one copy
         parts = x_dbl.split([self.dt_rank, self.d_state, self.d_state], dim=3)
