@@ -642,7 +642,7 @@ def fwd_seq_kernel(
         a_ptr, bias_ptr, dskip_ptr, w_ptr, K, D, N, HAS_D, HAS_BIAS, BLOCK_D, BLOCK_N, RANK
     )
     u_base = u_ptr + b * su_b + offs_d * su_d  # (BD,)
-    d_base = _row_delta_base(dl_ptr, b, k, offs_d, sd_b, sd_k, sd_d, RANK)  # (BD,) or (BR,)
+    d_base = _row_delta_base(dl_ptr, b, k, offs_d, sd_b, sd_k, sd_d, RANK)  # (BD,), or a scalar with RANK
     b_base = b_ptr + b * sb_b + k * sb_k + offs_n * sb_n  # (BN,)
     c_base = c_ptr + b * sc_b + k * sc_k + offs_n * sc_n
     o_base = out_ptr + b * so_b + offs_d * so_d
