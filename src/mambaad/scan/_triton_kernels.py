@@ -592,6 +592,15 @@ def _row_steps(
 
 
 @triton.jit
+def _dt_proj_weight(w_ptr, ch, mask_d, RANK: tl.constexpr):
+    """dt_proj's weight (K*D, RANK) for the channels ``ch``: a tuple of its RANK columns (BD,), () for RANK 0."""
+    w = ()
+    for r in tl.static_range(RANK):
+        w = w + (tl.load(w_ptr + ch * RANK + r, mask=mask_d, other=0.0).to(tl.float32),)  # noqa: RUF005
+    return w
+
+
+@triton.jit
 def _row_program(a_ptr, bias_ptr, dskip_ptr, w_ptr, K, D, N, HAS_D: tl.constexpr, HAS_BIAS: tl.constexpr,
                  BLOCK_D: tl.constexpr, BLOCK_N: tl.constexpr, RANK: tl.constexpr):  # fmt: skip
     """The row kernels' program: ``_program_block``, A log2(e) (BD, BN) from A (K*D, N), bias and D (BD,),
@@ -603,9 +612,7 @@ def _row_program(a_ptr, bias_ptr, dskip_ptr, w_ptr, K, D, N, HAS_D: tl.constexpr
     if HAS_D:
         dskip = tl.load(dskip_ptr + ch, mask=mask_d, other=0.0).to(tl.float32)
     bias = _load_bias(bias_ptr, ch, mask_d, HAS_BIAS, False)
-    w = ()
-    for r in tl.static_range(RANK):
-        w = w + (tl.load(w_ptr + ch * RANK + r, mask=mask_d, other=0.0).to(tl.float32),)  # noqa: RUF005
+    w = _dt_proj_weight(w_ptr, ch, mask_d, RANK)
     return b, k, offs_d, offs_n, mask_d, mask_dn, a2, bias, dskip, w
 
 
@@ -834,9 +841,7 @@ def _vec_program(a_ptr, bias_ptr, dskip_ptr, w_ptr, K, D, HAS_D: tl.constexpr, H
     if HAS_D:
         dskip = tl.load(dskip_ptr + ch, mask=mask_d, other=0.0).to(tl.float32)
     bias = _load_bias(bias_ptr, ch, mask_d, HAS_BIAS, False)
-    w = ()
-    for r in tl.static_range(RANK):
-        w = w + (tl.load(w_ptr + ch * RANK + r, mask=mask_d, other=0.0).to(tl.float32),)  # noqa: RUF005
+    w = _dt_proj_weight(w_ptr, ch, mask_d, RANK)
     return b, k, offs_d, mask_d, a2, bias, dskip, w
 
 
