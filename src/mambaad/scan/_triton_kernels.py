@@ -573,11 +573,8 @@ def _row_steps(
     for j in tl.static_range(UNROLL):
         p, u, raw, bt, ct = block[j]
         m = mask_d & (t0 + j < t_end)
-        if RANK > 0:  # dt_proj: sum over r of w[r] (BD,) x scalar
-            x = raw
-            raw = w[0] * x[0]
-            for r in tl.static_range(1, RANK):
-                raw += w[r] * x[r]
+        if RANK > 0:
+            raw = _dt_proj(w, raw, RANK)
         _, dt = _delta(raw, bias, HAS_BIAS, SOFTPLUS)
         dt = tl.where(m, dt, 0.0)  # (BD,)
         h = tl.exp2(dt[:, None] * a2) * h + (dt * u)[:, None] * bt[None, :]  # (BD, BN)
@@ -592,12 +589,27 @@ def _row_steps(
 
 
 @triton.jit
-def _dt_proj_weight(w_ptr, ch, mask_d, RANK: tl.constexpr):
-    """dt_proj's weight (K*D, RANK) for the channels ``ch``: a tuple of its RANK columns (BD,), () for RANK 0."""
+def _channel_params(bias_ptr, dskip_ptr, w_ptr, ch, mask_d, HAS_D: tl.constexpr, HAS_BIAS: tl.constexpr,
+                    RANK: tl.constexpr):  # fmt: skip
+    """The step forwards' per-channel values for the channels ``ch``: delta_bias and D (BD,) (0.0 where
+    switched off) and dt_proj's weight (K*D, RANK) as a tuple of its RANK columns (BD,) (() for RANK 0)."""
+    dskip = 0.0
+    if HAS_D:
+        dskip = tl.load(dskip_ptr + ch, mask=mask_d, other=0.0).to(tl.float32)
+    bias = _load_bias(bias_ptr, ch, mask_d, HAS_BIAS, False)
     w = ()
     for r in tl.static_range(RANK):
         w = w + (tl.load(w_ptr + ch * RANK + r, mask=mask_d, other=0.0).to(tl.float32),)  # noqa: RUF005
-    return w
+    return bias, dskip, w
+
+
+@triton.jit
+def _dt_proj(w, x, RANK: tl.constexpr):
+    """dt_proj of one step: sum over r of the weight column w[r] (BD,) times the low-rank input x[r]."""
+    raw = w[0] * x[0]
+    for r in tl.static_range(1, RANK):
+        raw += w[r] * x[r]
+    return raw
 
 
 @triton.jit
@@ -608,11 +620,7 @@ def _row_program(a_ptr, bias_ptr, dskip_ptr, w_ptr, K, D, N, HAS_D: tl.constexpr
     b, k, offs_d, offs_n, mask_d, mask_n, ch = _program_block(K, D, N, BLOCK_D, BLOCK_N)
     mask_dn = mask_d[:, None] & mask_n[None, :]
     a2 = tl.load(a_ptr + ch[:, None] * N + offs_n[None, :], mask=mask_dn, other=0.0).to(tl.float32) * LOG2E
-    dskip = 0.0
-    if HAS_D:
-        dskip = tl.load(dskip_ptr + ch, mask=mask_d, other=0.0).to(tl.float32)
-    bias = _load_bias(bias_ptr, ch, mask_d, HAS_BIAS, False)
-    w = _dt_proj_weight(w_ptr, ch, mask_d, RANK)
+    bias, dskip, w = _channel_params(bias_ptr, dskip_ptr, w_ptr, ch, mask_d, HAS_D, HAS_BIAS, RANK)
     return b, k, offs_d, offs_n, mask_d, mask_dn, a2, bias, dskip, w
 
 
@@ -805,10 +813,7 @@ def _vec_steps(
         p, u, raw, bt, ct = block[j]
         m = mask_d & (t0 + j < t_end)
         if RANK > 0:
-            x = raw
-            raw = w[0] * x[0]
-            for r in tl.static_range(1, RANK):
-                raw += w[r] * x[r]
+            raw = _dt_proj(w, raw, RANK)
         _, dt = _delta(raw, bias, HAS_BIAS, SOFTPLUS)
         dt = tl.where(m, dt, 0.0)
         du = dt * u
@@ -837,11 +842,7 @@ def _vec_program(a_ptr, bias_ptr, dskip_ptr, w_ptr, K, D, HAS_D: tl.constexpr, H
     a2 = ()
     for n in tl.static_range(N):
         a2 = a2 + (tl.load(a_ptr + ch * N + n, mask=mask_d, other=0.0).to(tl.float32) * LOG2E,)  # noqa: RUF005
-    dskip = 0.0
-    if HAS_D:
-        dskip = tl.load(dskip_ptr + ch, mask=mask_d, other=0.0).to(tl.float32)
-    bias = _load_bias(bias_ptr, ch, mask_d, HAS_BIAS, False)
-    w = _dt_proj_weight(w_ptr, ch, mask_d, RANK)
+    bias, dskip, w = _channel_params(bias_ptr, dskip_ptr, w_ptr, ch, mask_d, HAS_D, HAS_BIAS, RANK)
     return b, k, offs_d, mask_d, a2, bias, dskip, w
 
 

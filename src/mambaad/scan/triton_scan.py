@@ -402,17 +402,19 @@ def _forward_seq(
     softplus: bool,
     flags: dict[str, bool],
     fwd: tuple[str, int, int | None, int | None],
+    segments: tuple[int, int],
     dt_weight: Tensor | None = None,
 ) -> None:
     """Launch the step forward (and its segments' pass 1) on the forward's argument tuple; ``fwd`` from
-    :func:`_forward_config` (steps per block None: :data:`ROW_UNROLL`, split :data:`ROW_SPLIT_UNROLL`).
-    With ``dt_weight`` (K, D, R) the delta of ``args`` is dt_proj's low-rank input, applied in the kernels."""
+    :func:`_forward_config` (steps per block None: :data:`ROW_UNROLL`, split :data:`ROW_SPLIT_UNROLL`),
+    ``segments`` (seg_len, n_seg) from :func:`_segments`. With ``dt_weight`` (K, D, R) the delta of ``args``
+    is dt_proj's low-rank input, applied in the kernels (L is then not split, :func:`_dt_proj_in_kernel`)."""
     kern = _kernels()
     u, delta, A, B, C = args[:5]
     bsz, d, length = u.shape
     k, n = B.shape[1], A.shape[1]
-    _, block_d, unroll, seg_len = fwd
-    seg_len, n_seg = _segments(bsz, k, d, length, chunk, seg_len, block_d=block_d)
+    _, block_d, unroll, _ = fwd
+    seg_len, n_seg = segments
     unroll = min(
         unroll or (VEC_UNROLL if VEC_LAYOUT else ROW_SPLIT_UNROLL if n_seg > 1 else ROW_UNROLL), chunk
     )
@@ -427,8 +429,6 @@ def _forward_seq(
         rows = (B, C) if dt_weight is None else (B, C, delta)  # delta: the low-rank dt, read as rows too
         launch["ASM"] = _aligned_rows(n, *rows) and os.environ.get("TRITON_INTERPRET", "0") != "1"
     if n_seg > 1:
-        if dt_weight is not None:
-            raise ValueError("triton scan: dt_proj is applied in the step forward only when L is not split")
         kern[names[0]][(grid[0], grid[1], n_seg - 1)](
             u, delta, A, B, args[6], args[7], seg_h, seg_dt, k, d, length, n, seg_len, n_seg,
             *u.stride(), *delta.stride(), *B.stride(),
@@ -445,12 +445,14 @@ def _aligned_rows(n: int, *rows: Tensor) -> bool:
     """Whether every per-position row of these (B, K, N, L) tensors (or the (B, K, R, L) low-rank dt, read so
     when R is a multiple of 4) can be read as 16-byte vectors: the entries contiguous, N and the other strides
     multiples of 4, the start 16-byte aligned."""
-    return n % 4 == 0 and all(
-        t.stride(2) == 1
-        and t.stride(0) % 4 == t.stride(1) % 4 == t.stride(3) % 4 == 0
-        and t.data_ptr() % 16 == 0
-        and t.element_size() == 4
-        for t in rows
+    return (
+        n % 4 == 0
+        and _row_vec(*rows)
+        and all(
+            t.stride(2) == 1 and t.stride(0) % 4 == t.stride(1) % 4 == 0 and t.data_ptr() % 16 == 0
+            for t in rows
+        )
+        and all(t.element_size() == 4 for t in rows)
     )
 
 
@@ -481,8 +483,8 @@ class _HybridScanFn(torch.autograd.Function):
         k, n = B.shape[1], A.shape[1]
         dts = None
         rank = None if dt_weight is None else dt_weight.shape[-1]
-        n_seg = _segments(bsz, k, d, length, chunk, fwd[3], block_d=fwd[1])[1]
-        in_kernel = _dt_proj_in_kernel(fwd[0], rank, n_seg)
+        segments = _segments(bsz, k, d, length, chunk, fwd[3], block_d=fwd[1])  # (seg_len, n_seg)
+        in_kernel = _dt_proj_in_kernel(fwd[0], rank, segments[1])
         if in_kernel:  # the step kernels apply dt_proj to dts themselves: delta is never stored
             dts = delta
         elif dt_weight is not None:  # delta = dt_proj(dts): used here, recomputed in the backward, not saved
@@ -505,7 +507,9 @@ class _HybridScanFn(torch.autograd.Function):
         )  # fmt: skip
         flags = {"HAS_D": D is not None, "HAS_BIAS": delta_bias is not None, "SOFTPLUS": delta_softplus}
         if fwd[0] == "seq":
-            _forward_seq(args, save, chunk, delta_softplus, flags, fwd, dt_weight if in_kernel else None)
+            _forward_seq(
+                args, save, chunk, delta_softplus, flags, fwd, segments, dt_weight if in_kernel else None
+            )
         else:
             if not save:  # inference: long chunks load more per step (the backward's chunk is irrelevant)
                 block_d, chunk = _launch_config(d, n, length, None, 64, tile=4096)
