@@ -15,6 +15,7 @@ from mambaad.config import load_config
 from mambaad.engine.step import RECOMPILE_LIMIT, TrainStep, compile_forward, make_capturable, use_cuda_graph
 from mambaad.engine.trainer import build_model, train
 from mambaad.errors import ConfigError
+from mambaad.models.anomaly_map import gaussian_blur
 from tiny_run import TINY_RUN
 
 
@@ -152,6 +153,20 @@ def test_compile_forward_keeps_outputs_and_weights() -> None:
     assert torch._dynamo.config.recompile_limit >= RECOMPILE_LIMIT  # train + eval + bf16 versions fit
     torch.testing.assert_close(model(x), eager, atol=1e-6, rtol=1e-6)
     assert list(model.state_dict()) == keys
+
+
+class _Mapper(torch.nn.Linear):
+    def anomaly_map(self, maps: torch.Tensor) -> torch.Tensor:
+        return gaussian_blur(maps, 2.0)
+
+
+def test_compile_forward_compiles_the_anomaly_map() -> None:
+    """A model's ``anomaly_map`` (maps + blur) is compiled with its forward, to the same values."""
+    model, maps = _Mapper(4, 4), torch.rand(2, 12, 10)
+    eager = model.anomaly_map(maps)
+    compile_forward(model)
+    assert "anomaly_map" in vars(model)  # the compiled function, set on the instance
+    torch.testing.assert_close(model.anomaly_map(maps), eager, atol=1e-6, rtol=1e-5)
 
 
 def test_compile_options_reach_training_and_evaluation(

