@@ -29,7 +29,7 @@ from triton.backends.compiler import GPUTarget
 from triton.compiler import ASTSource
 
 from mambaad.scan import _triton_kernels as kern
-from mambaad.scan.triton_scan import BWD_SEG_UNROLL, GATHER_MODE, ROW_SPLIT_UNROLL, ROW_UNROLL, VEC_UNROLL
+from mambaad.scan.triton_scan import BWD_SEG_UNROLL, GATHER_MODE, ROW_SPLIT_UNROLL, ROW_UNROLL
 
 # strides that are 1 at MambaAD's layouts (channels / states innermost): Triton specialises an integer
 # argument equal to 1 as the constant 1
@@ -53,17 +53,6 @@ KERNELS = {
         "RANK": 0,  # dt_proj applied in the kernel only when L is not split (``triton_scan.ROW_LOW_RANK``)
     },
     "fwd_seg_kernel": {**BASE, "UNROLL": ROW_SPLIT_UNROLL},
-    # the vec layout (VEC_LAYOUT): inference at stage 2 (unsplit, dt_proj in the kernel) and the split's pass 1
-    "fwd_vec_seq_kernel": {
-        **BASE,
-        "SAVE_STATES": False,
-        "UNROLL": VEC_UNROLL,
-        "SAVE_EVERY": 16,
-        "SPLIT": False,
-        "RANK": 8,
-        "ASM": True,
-    },
-    "fwd_vec_seg_kernel": {**BASE, "UNROLL": VEC_UNROLL, "ASM": True},
     "bwd_seg_kernel": {**BASE, "UNROLL": BWD_SEG_UNROLL, "GATHER": GATHER_MODE["bwd_seg"]},
     "bwd_seq_kernel": {**BASE, "CHUNK": 16, "SPLIT": True},
 }

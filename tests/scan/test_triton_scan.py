@@ -65,11 +65,6 @@ CASES = [(*c, None) for c in CASES] + [
     # 8 steps per block; L512: segments from the split policy (L >= SPLIT_MIN_LENGTH, few programs)
     ("L33_N16_bd16", 1, 2, 20, 16, 3, 11, 8, None, "hilbert", True, True, True, "seq", "seq", 16, 3),
     ("L512_autosplit", 1, 2, 3, 4, 16, 32, 16, None, "hilbert", True, True, True, "seq", "seq", None, None),
-    # _vec: the step forward in the vec layout (VEC_LAYOUT; one channel per thread, N exactly, N = 3 too):
-    # unsplit, split, with the in-kernel dt_proj, a partial channel block, B / C rows channels-last
-    ("L15_N16_vec_rows", 1, 2, 3, 16, 3, 5, 4, None, "hilbert", True, True, True, "seq", "seq", None, None),
-    ("L33_N3_split_vec", 1, 4, 5, 3, 3, 11, 4, None, "zigzag", True, True, False, "seq", "seq", 8, None),
-    ("L33_lowrank_vec_rows", 2, 4, 5, 4, 3, 11, 4, None, "scan", True, True, True, "seq", "seq", None, 3),
 ]
 
 _SCRIPT = textwrap.dedent(
@@ -92,7 +87,6 @@ _SCRIPT = textwrap.dedent(
         if "_gather" in name:
             triton_scan.set_gather_mode(int(name.split("_gather")[1][0]))
         fwd_opts = {"fwd_block_d": 16, "unroll": 8} if "_bd16" in name else {}
-        triton_scan.VEC_LAYOUT = int("_vec" in name)
         orders = scan_orders(curve, h, w, k)
         f64 = torch.float64
         u = torch.randn(b, d, length, dtype=f64)

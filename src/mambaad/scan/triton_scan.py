@@ -114,8 +114,6 @@ def _kernels() -> dict[str, Any]:
         "bwd_seg": kern.bwd_seg_kernel,
         "fwd_seq": kern.fwd_seq_kernel,
         "fwd_seg": kern.fwd_seg_kernel,
-        "fwd_vec_seq": kern.fwd_vec_seq_kernel,
-        "fwd_vec_seg": kern.fwd_vec_seg_kernel,
     }
 
 
@@ -166,11 +164,6 @@ ROW_SPLIT_PROGRAMS = 2048
 # batch 16, session 11, per call: stage 2 (R = 8, unsplit) 0.400 -> 0.374 ms; stage 3 (R = 4, split in 4)
 # 1.037 -> 1.123 ms, slower in the split kernel (2 steps per block) in spite of delta's round trip saved.
 ROW_LOW_RANK = 8
-# VEC_LAYOUT = 1: the step forward in the vec layout instead (``fwd_vec_seq_kernel``: one channel per thread, its
-# N states as N vectors; no layout conversion, barrier or shuffle per step; SASS for sm_90: 142 instructions per
-# step against 169, 168 registers), VEC_UNROLL steps per block (4: 255 registers). Not yet timed on a GPU: off.
-VEC_LAYOUT = 0
-VEC_UNROLL = 2
 # Channels per program of the step-layout backward (one warp). 16 or 8 (2 or 4 threads per channel, fewer
 # registers) measured slower at batch 16 on an H200 (docs/benchmarks.md, session 4).
 SEQ_BWD_BLOCK_D = 32
@@ -268,8 +261,6 @@ FORWARD_SETTINGS = {
     "split_below": "ROW_SPLIT_BELOW",
     "split_programs": "ROW_SPLIT_PROGRAMS",
     "low_rank": "ROW_LOW_RANK",
-    "vec": "VEC_LAYOUT",
-    "vec_unroll": "VEC_UNROLL",
 }
 
 
@@ -277,14 +268,10 @@ def set_forward_settings(spec: str) -> None:
     """Set the step forward's :data:`FORWARD_SETTINGS` from ``"unroll=2,split_below=2048"``, for tuning on
     another card (the defaults are an H200's); a bad entry raises ConfigError naming it and changes nothing."""
 
-    def ok(name: str, value: int) -> bool:  # block_d and the unrolls: powers of two; vec: 0 or 1
-        if name == "vec":
-            return value in (0, 1)
-        return name not in ("block_d", "unroll", "split_unroll", "vec_unroll") or (
-            value > 0 and not value & (value - 1)
-        )
+    def ok(name: str, value: int) -> bool:  # block_d and the unrolls: powers of two
+        return name not in ("block_d", "unroll", "split_unroll") or (value > 0 and not value & (value - 1))
 
-    want = f"NAME=N, NAME one of {', '.join(FORWARD_SETTINGS)}; block_d and the unrolls powers of two, vec 0 or 1"
+    want = f"NAME=N, NAME one of {', '.join(FORWARD_SETTINGS)}; block_d and the unrolls powers of two"
     wanted = _parse_entries(spec, FORWARD_SETTINGS, "forward settings", ok, want)
     globals().update({FORWARD_SETTINGS[name]: value for name, value in wanted.items()})
 
@@ -415,45 +402,22 @@ def _forward_seq(
     k, n = B.shape[1], A.shape[1]
     _, block_d, unroll, _ = fwd
     seg_len, n_seg = segments
-    unroll = min(
-        unroll or (VEC_UNROLL if VEC_LAYOUT else ROW_SPLIT_UNROLL if n_seg > 1 else ROW_UNROLL), chunk
-    )
+    unroll = min(unroll or (ROW_SPLIT_UNROLL if n_seg > 1 else ROW_UNROLL), chunk)
     seg_h, seg_dt = _segment_buffers(bsz * k, n_seg, n, d, A)
     grid = (bsz * k, -(-d // block_d), n_seg)
     row_vec = _row_vec(B, C)
     launch = {"BLOCK_D": block_d, "BLOCK_N": _pow2(n), "UNROLL": unroll, "num_warps": max(1, block_d // 32)}
-    names = ("fwd_seg", "fwd_seq")
-    if VEC_LAYOUT:  # N exactly; B and C as 16-byte vectors where aligned, on a GPU (inline PTX)
-        names = ("fwd_vec_seg", "fwd_vec_seq")
-        launch["BLOCK_N"] = n
-        rows = (B, C) if dt_weight is None else (B, C, delta)  # delta: the low-rank dt, read as rows too
-        launch["ASM"] = _aligned_rows(n, *rows) and os.environ.get("TRITON_INTERPRET", "0") != "1"
     if n_seg > 1:
-        kern[names[0]][(grid[0], grid[1], n_seg - 1)](
+        kern["fwd_seg"][(grid[0], grid[1], n_seg - 1)](
             u, delta, A, B, args[6], args[7], seg_h, seg_dt, k, d, length, n, seg_len, n_seg,
             *u.stride(), *delta.stride(), *B.stride(),
             HAS_BIAS=flags["HAS_BIAS"], SOFTPLUS=softplus, ROW_VEC=row_vec, **launch,
         )  # fmt: skip
     w, rank = (A, 0) if dt_weight is None else (dt_weight.contiguous(), dt_weight.shape[-1])
-    kern[names[1]][grid](
+    kern["fwd_seq"][grid](
         *args[:10], seg_h, seg_dt, w, *args[10:15], seg_len, n_seg, *args[15:],
         **flags, SAVE_STATES=save, SAVE_EVERY=chunk, SPLIT=n_seg > 1, ROW_VEC=row_vec, RANK=rank, **launch,
     )  # fmt: skip
-
-
-def _aligned_rows(n: int, *rows: Tensor) -> bool:
-    """Whether every per-position row of these (B, K, N, L) tensors (or the (B, K, R, L) low-rank dt, read so
-    when R is a multiple of 4) can be read as 16-byte vectors: the entries contiguous, N and the other strides
-    multiples of 4, the start 16-byte aligned."""
-    return (
-        n % 4 == 0
-        and _row_vec(*rows)
-        and all(
-            t.stride(2) == 1 and t.stride(0) % 4 == t.stride(1) % 4 == 0 and t.data_ptr() % 16 == 0
-            for t in rows
-        )
-        and all(t.element_size() == 4 for t in rows)
-    )
 
 
 class _HybridScanFn(torch.autograd.Function):
