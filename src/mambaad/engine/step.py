@@ -108,9 +108,7 @@ def compile_forward(model: nn.Module) -> nn.Module:
         config = torch._dynamo.config
         config.recompile_limit = max(config.recompile_limit, RECOMPILE_LIMIT)
         model.forward = torch.compile(model.forward)
-        if callable(
-            getattr(model, "anomaly_map", None)
-        ):  # one fused kernel for maps + blur (-0.5 ms / batch)
+        if callable(getattr(model, "anomaly_map", None)):  # maps + blur fused: -0.5 ms per batch of 16
             model.anomaly_map = torch.compile(model.anomaly_map)
         model._forward_compiled = True
     return model
