@@ -16,6 +16,7 @@ from mambaad.engine.step import RECOMPILE_LIMIT, TrainStep, compile_forward, mak
 from mambaad.engine.trainer import build_model, train
 from mambaad.errors import ConfigError
 from mambaad.models.anomaly_map import gaussian_blur
+from mambaad.models.decoder import SS2D
 from tiny_run import TINY_RUN
 
 
@@ -167,6 +168,28 @@ def test_compile_forward_compiles_the_anomaly_map() -> None:
     compile_forward(model)
     assert "anomaly_map" in vars(model)  # the compiled function, set on the instance
     torch.testing.assert_close(model.anomaly_map(maps), eager, atol=1e-6, rtol=1e-5)
+
+
+def test_ss2d_input_projection_compiles_with_dynamic_shapes() -> None:
+    """SS2D's in_proj halves and depthwise conv compile under dynamic shapes (as ``compile_forward`` runs
+    them: one function per block, several stage sizes), with and without autograd, to the eager values.
+    Two dense products in training broke inductor on the conv's backward (torch 2.14)."""
+    torch.manual_seed(0)
+    ss2d = SS2D(16, d_state=4, directions=2)
+
+    def head(x: torch.Tensor) -> torch.Tensor:  # (B, H, W, C) -> scalar
+        a, z = ss2d._in_proj(x)
+        return (ss2d.conv2d(a.permute(0, 3, 1, 2)).permute(0, 2, 3, 1) * z).sum()
+
+    compiled = torch.compile(head, dynamic=True)
+    x = torch.randn(2, 6, 6, 16)
+    compiled(x).backward()  # autograd: one product, chunked
+    grad = ss2d.in_proj.weight.grad.clone()
+    ss2d.zero_grad()
+    head(x).backward()
+    torch.testing.assert_close(grad, ss2d.in_proj.weight.grad, atol=1e-4, rtol=1e-4)
+    with torch.no_grad():  # two products
+        torch.testing.assert_close(compiled(x), head(x), atol=1e-4, rtol=1e-5)
 
 
 def test_compile_options_reach_training_and_evaluation(
