@@ -589,21 +589,6 @@ def _row_steps(
 
 
 @triton.jit
-def _channel_params(bias_ptr, dskip_ptr, w_ptr, ch, mask_d, HAS_D: tl.constexpr, HAS_BIAS: tl.constexpr,
-                    RANK: tl.constexpr):  # fmt: skip
-    """The step forwards' per-channel values for the channels ``ch``: delta_bias and D (BD,) (0.0 where
-    switched off) and dt_proj's weight (K*D, RANK) as a tuple of its RANK columns (BD,) (() for RANK 0)."""
-    dskip = 0.0
-    if HAS_D:
-        dskip = tl.load(dskip_ptr + ch, mask=mask_d, other=0.0).to(tl.float32)
-    bias = _load_bias(bias_ptr, ch, mask_d, HAS_BIAS, False)
-    w = ()
-    for r in tl.static_range(RANK):
-        w = w + (tl.load(w_ptr + ch * RANK + r, mask=mask_d, other=0.0).to(tl.float32),)  # noqa: RUF005
-    return bias, dskip, w
-
-
-@triton.jit
 def _dt_proj(w, x, RANK: tl.constexpr):
     """dt_proj of one step: sum over r of the weight column w[r] (BD,) times the low-rank input x[r]."""
     raw = w[0] * x[0]
@@ -615,12 +600,19 @@ def _dt_proj(w, x, RANK: tl.constexpr):
 @triton.jit
 def _row_program(a_ptr, bias_ptr, dskip_ptr, w_ptr, K, D, N, HAS_D: tl.constexpr, HAS_BIAS: tl.constexpr,
                  BLOCK_D: tl.constexpr, BLOCK_N: tl.constexpr, RANK: tl.constexpr):  # fmt: skip
-    """The row kernels' program: ``_program_block``, A log2(e) (BD, BN) from A (K*D, N), bias and D (BD,),
-    and with RANK the dt_proj weight from w (K*D, RANK), a tuple of its RANK columns (BD,)."""
+    """The row kernels' program: ``_program_block``, A log2(e) (BD, BN) from A (K*D, N), bias and D (BD,)
+    (0.0 where switched off), and with RANK the dt_proj weight from w (K*D, RANK), a tuple of its RANK
+    columns (BD,) (() for RANK 0)."""
     b, k, offs_d, offs_n, mask_d, mask_n, ch = _program_block(K, D, N, BLOCK_D, BLOCK_N)
     mask_dn = mask_d[:, None] & mask_n[None, :]
     a2 = tl.load(a_ptr + ch[:, None] * N + offs_n[None, :], mask=mask_dn, other=0.0).to(tl.float32) * LOG2E
-    bias, dskip, w = _channel_params(bias_ptr, dskip_ptr, w_ptr, ch, mask_d, HAS_D, HAS_BIAS, RANK)
+    dskip = 0.0
+    if HAS_D:
+        dskip = tl.load(dskip_ptr + ch, mask=mask_d, other=0.0).to(tl.float32)
+    bias = _load_bias(bias_ptr, ch, mask_d, HAS_BIAS, False)
+    w = ()
+    for r in tl.static_range(RANK):
+        w = w + (tl.load(w_ptr + ch * RANK + r, mask=mask_d, other=0.0).to(tl.float32),)  # noqa: RUF005
     return b, k, offs_d, offs_n, mask_d, mask_dn, a2, bias, dskip, w
 
 
