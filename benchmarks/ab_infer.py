@@ -1,0 +1,111 @@
+"""A/B of the inference-only speed choices: compiled inference with some of them switched back off.
+
+Each choice computes the same maps as the plain form it replaces; this script times the model with a chosen
+set switched off (one process per row: every row compiles afresh), or checks compiled against eager maps.
+
+    inproj in_proj as two products (off: one product and its chunk)
+    blur   the anomaly map compiled, its blur as shifted slices (off: the eager map and its convolutions)
+
+    PYTHONPATH=src python benchmarks/ab_infer.py                      # all on (the landed code)
+    PYTHONPATH=src python benchmarks/ab_infer.py --off inproj,blur    # those two off
+    PYTHONPATH=src python benchmarks/ab_infer.py --check              # compiled vs eager maps, fp32 convolutions
+    PYTHONPATH=src python benchmarks/ab_infer.py --mode max-autotune-no-cudagraphs --inductor freezing=1
+One JSON line per row: img/s, ms per batch, peak GB, and the switches that were off.
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import json
+import types
+
+import torch
+import torch._inductor.config
+import torch.nn.functional as F
+from torch import nn
+
+from mambaad.bench import measure
+from mambaad.engine.step import compile_forward
+from mambaad.models import decoder
+from mambaad.models.registry import create_model
+
+CHOICES = ("inproj", "blur")
+
+
+def switch_off(names: set[str]) -> None:
+    """Patch the named choices back to their plain forms (before the model is built and compiled)."""
+    if "inproj" in names:
+        decoder.SS2D._in_proj = lambda self, x: self.in_proj(x).chunk(2, dim=-1)
+
+
+def build(names: set[str], device: torch.device) -> nn.Module:
+    model = create_model("mambaad", encoder="resnet34", scan_backend="triton").to(device)
+    compile_forward(model)
+    if "blur" in names:  # the eager map again
+        model.anomaly_map = types.MethodType(type(model).anomaly_map, model)
+    return model
+
+
+def check(device: torch.device) -> dict:
+    """Compiled against eager maps on one random batch, cuDNN convolutions in fp32 (else the two runs may
+    pick different TF32 algorithms, ~1e-4 apart)."""
+    torch.backends.cudnn.allow_tf32 = False
+    torch.manual_seed(0)
+    model = create_model("mambaad", encoder="resnet34", scan_backend="triton").to(device).eval()
+    x = torch.randn(16, 3, 256, 256, device=device)
+    with torch.no_grad():
+        eager_map, eager_score = model.predict(x)
+        compile_forward(model)
+        maps, scores = model.predict(x)
+    return {
+        "check": "compiled vs eager",
+        "map_max_abs": float((maps - eager_map).abs().max()),
+        "score_max_abs": float((scores - eager_score).abs().max()),
+        "map_max": float(eager_map.abs().max()),
+        "ok": bool(F.l1_loss(maps, eager_map) < 1e-5 and (maps - eager_map).abs().max() < 1e-4),
+    }
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--off", default="", help=f"comma-separated choices to switch off: {','.join(CHOICES)}")
+    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--steps", type=int, default=30)
+    p.add_argument("--fp32", action="store_true", help="fp32 matrix products (default TF32)")
+    p.add_argument("--check", action="store_true", help="compiled vs eager maps instead of timing")
+    p.add_argument("--mode", help="torch.compile mode (default: torch's default)")
+    p.add_argument("--inductor", action="append", default=[], help="KEY=INT inductor config, repeatable")
+    args = p.parse_args()
+    device = torch.device("cuda")
+    if args.check:
+        print(json.dumps(check(device)), flush=True)
+        return 0
+    names = {n for n in args.off.split(",") if n}
+    unknown = names - set(CHOICES)
+    if unknown:
+        p.error(f"--off: unknown choice(s) {sorted(unknown)}; known: {', '.join(CHOICES)}")
+    switch_off(names)
+    if args.mode:
+        torch.compile = functools.partial(torch.compile, mode=args.mode)
+    for item in args.inductor:
+        key, value = item.split("=")
+        setattr(torch._inductor.config, key, type(getattr(torch._inductor.config, key))(int(value)))
+    model = build(names, device)
+    r = measure(
+        model, train=False, batch_size=args.batch_size, steps=args.steps, cuda_graph=True, tf32=not args.fp32
+    )
+    row = {
+        "off": sorted(names),
+        "mode": args.mode,
+        "inductor": args.inductor,
+        "img_per_s": round(r.img_per_s, 1),
+        "ms": round(r.ms_per_step, 3),
+    }
+    row["peak_gb"] = round(r.peak_mem_gb or 0.0, 3)
+    print(json.dumps(row), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
