@@ -60,3 +60,23 @@ def test_bench_module_bad_option_is_one_line(capsys: pytest.CaptureFixture[str])
     assert bench.main([*argv, "--batch-size", "1", "--infer", "--triton-fwd", "unroll=3"]) == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("error: ") and "unroll=3" in err[0]
+
+
+@pytest.mark.parametrize(
+    ("option", "value", "says"),
+    [
+        ("--batch-size", "0", "--batch-size must be >= 1, got 0"),
+        ("--steps", "0", "--steps must be >= 1, got 0"),
+        ("--warmup", "-1", "--warmup must be >= 0, got -1"),
+        ("--device", "foo", "--device: unknown device 'foo'"),
+    ],
+)
+def test_bench_bad_count_or_device_is_one_line(
+    option: str, value: str, says: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A zero batch or step count, or an unknown device, is one ``error:`` line naming the option (it was a
+    traceback: a reshape of an empty batch, a division by zero, torch's device parser)."""
+    argv = ["bench", "--device", "cpu", "--encoder", "resnet18", "--image-size", "64", "--infer"]
+    assert main([*argv, option, value]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith(f"error: {says}")

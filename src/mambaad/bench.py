@@ -22,7 +22,8 @@ from torch import Tensor, nn
 
 from mambaad.engine.optim import fused_adam_ok
 from mambaad.engine.step import TrainStep, compile_forward, matmul_tf32
-from mambaad.errors import MambaADError
+from mambaad.engine.trainer import resolve_device
+from mambaad.errors import ConfigError, MambaADError
 from mambaad.models.registry import create_model
 from mambaad.scan import triton_scan
 
@@ -172,10 +173,24 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", action="store_true", help="one JSON line per result")
 
 
+def check_counts(args: argparse.Namespace) -> None:
+    """Batch sizes and timed steps must be >= 1, warm-up steps >= 0: a ConfigError naming the option."""
+    for option, values, least in (
+        ("--batch-size", args.batch_size or [], 1),
+        ("--steps", [args.steps], 1),
+        ("--warmup", [args.warmup], 0),
+        ("--image-size", [args.image_size], 1),
+    ):
+        for value in values:
+            if value < least:
+                raise ConfigError(f"{option} must be >= {least}, got {value}")
+
+
 def run(args: argparse.Namespace) -> int:
     """Measure every (backend, mode, batch size) combination and print one line each."""
     modes = [m for m, on in (("train", args.train), ("infer", args.infer)) if on] or ["train", "infer"]
-    device = torch.device(args.device)
+    check_counts(args)
+    device = resolve_device(args.device, "--device")
     triton_scan.apply_tuning_arguments(args)
     triton_scan.BWD_KERNEL = args.triton_bwd or triton_scan.BWD_KERNEL
     if args.triton_split is not None:

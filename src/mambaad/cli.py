@@ -502,7 +502,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     if args.threshold is not None and args.threshold_kind is not None:
         raise ConfigError("--threshold and --threshold-kind: give one of them")
     predictor = load_predictor(
-        args.checkpoint, resolve_device(args.device), args.threshold_kind or "fpr", tf32=args.tf32
+        args.checkpoint, resolve_device(args.device, "--device"), args.threshold_kind or "fpr", tf32=args.tf32
     )
     if args.threshold is not None:
         with_threshold(predictor, args.threshold)
@@ -581,7 +581,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     if args.checkpoint.suffix == ".onnx":
         raise ConfigError(f"{args.checkpoint}: already an ONNX model")
     out = args.out if args.out is not None else default_export_path(args.checkpoint)
-    if out.exists() and not args.force:
+    if out.is_file() and not args.force:  # a folder: export_onnx says so
         raise ConfigError(f"--out {out}: file exists (use --force to overwrite)")
     deployed, info = deployed_from_checkpoint(args.checkpoint, "cpu")
     meta = {"source": str(args.checkpoint), "image_size": info["image_size"], "threshold": info["threshold"]}

@@ -78,3 +78,29 @@ def test_export_never_overwrites(exported: Path, trained_run: Path, capsys: pyte
     assert "file exists" in capsys.readouterr().err and exported.stat().st_mtime_ns == before
     assert main(["export", str(exported)]) == 1
     assert "already an ONNX model" in capsys.readouterr().err
+
+
+def test_forced_export_keeps_the_old_file_until_the_new_one_is_whole(
+    exported: Path,
+    trained_run: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """``--force``: a failed export leaves the earlier file as it was (the new one is written beside it,
+    then moved over it); a folder as ``--out`` is one error line, with or without ``--force``."""
+    old = tmp_path / "model.onnx"
+    old.write_bytes(exported.read_bytes())
+
+    def broken_export(*args: object, **kwargs: object) -> None:
+        Path(str(args[2])).write_bytes(b"half a graph")
+        raise MemoryError("out of memory while tracing")
+
+    monkeypatch.setattr(torch.onnx, "export", broken_export)
+    with pytest.raises(MemoryError):
+        main(["export", str(trained_run), "--out", str(old), "--force"])
+    assert old.read_bytes() == exported.read_bytes() and list(tmp_path.iterdir()) == [old]
+    for force in ([], ["--force"]):
+        assert main(["export", str(trained_run), "--out", str(tmp_path), *force]) == 1
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and f"--out {tmp_path}: is a folder" in err[0]

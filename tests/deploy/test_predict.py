@@ -77,6 +77,20 @@ def test_nothing_readable_exits_1(trained_run: Path, tmp_path: Path, capsys: pyt
     assert main(["predict", str(trained_run)]) == 2  # usage: no INPUT
 
 
+def test_overlay_folder_that_is_a_file_is_one_line(
+    trained_run: Path, synth_root: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    """--overlay / --mask naming an existing file: one ``error:`` line naming it (it was a traceback)."""
+    taken = tmp_path / "taken.png"
+    taken.write_bytes(b"a file, not a folder")
+    image = str(next((synth_root / "disc" / "test" / "good").glob("*.png")))
+    for option in ("--overlay", "--mask"):
+        assert main(["predict", str(trained_run), image, option, str(taken)]) == 1
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and err[0].startswith("error: ") and f"folder {taken}: cannot create" in err[0]
+    assert taken.read_bytes() == b"a file, not a folder"  # left as it was
+
+
 def test_tf32_option(trained_run: Path, synth_root: Path, capsys: pytest.CaptureFixture) -> None:
     """``--tf32`` predicts with TF32 matrix products allowed (no effect on the CPU: the same records); an
     .onnx model refuses it with a one-line error."""

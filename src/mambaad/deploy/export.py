@@ -60,6 +60,9 @@ def export_onnx(
 ) -> Path:
     """Trace ``deployed`` at (1, 3, size, size) into ``out`` and attach ``metadata`` as JSON.
 
+    The graph is written beside ``out`` and moved over it once whole: a failed export leaves an earlier file
+    at ``out`` as it was.
+
     Args:
         deployed: The end-to-end module (CPU, eval mode).
         out: Target ``.onnx`` file (its folder is created).
@@ -69,14 +72,41 @@ def export_onnx(
         input_dtype: ``uint8`` or ``float32`` (values in [0, 255] either way).
         metadata: JSON-able dict stored under the ``mambaad`` metadata key.
     """
-    import onnx
-
     if input_dtype not in ("uint8", "float32"):
         raise ConfigError(f"--input-dtype must be uint8 or float32, got {input_dtype!r}")
     if opset < 14:
         raise ConfigError(f"--opset must be >= 14, got {opset}")
     out = Path(out)
+    if out.is_dir():
+        raise ConfigError(f"--out {out}: is a folder; give the model's file name (e.g. {out / 'model.onnx'})")
     out.parent.mkdir(parents=True, exist_ok=True)
+    partial = out.with_name(out.name + ".partial")
+    meta = {
+        **(metadata or {}),
+        "input_size": size,
+        "input_dtype": input_dtype,
+        "dynamic_batch": dynamic_batch,
+    }
+    try:
+        _write_onnx(deployed, partial, size, opset, dynamic_batch, input_dtype, meta)
+        partial.replace(out)
+    finally:
+        partial.unlink(missing_ok=True)
+    return out
+
+
+def _write_onnx(
+    deployed: DeployedModel,
+    path: Path,
+    size: int,
+    opset: int,
+    dynamic_batch: bool,
+    input_dtype: str,
+    meta: dict[str, Any],
+) -> None:
+    """Trace ``deployed`` into ``path`` (the ``chunked`` scan) and store ``meta`` under the metadata key."""
+    import onnx
+
     dtype = torch.uint8 if input_dtype == "uint8" else torch.float32
     example = torch.zeros(1, 3, size, size, dtype=dtype)
     axes = {n: {0: "batch"} for n in ["image", *OUTPUT_NAMES]} if dynamic_batch else None
@@ -90,24 +120,17 @@ def export_onnx(
         torch.onnx.export(
             deployed,
             (example,),
-            str(out),
+            str(path),
             dynamo=False,
             opset_version=opset,
             input_names=["image"],
             output_names=OUTPUT_NAMES,
             dynamic_axes=axes,
         )
-    proto = onnx.load(str(out))
-    meta = {
-        **(metadata or {}),
-        "input_size": size,
-        "input_dtype": input_dtype,
-        "dynamic_batch": dynamic_batch,
-    }
+    proto = onnx.load(str(path))
     entry = proto.metadata_props.add()
     entry.key, entry.value = METADATA_KEY, json.dumps(meta)
-    onnx.save(proto, str(out))
-    return out
+    onnx.save(proto, str(path))
 
 
 def read_onnx_metadata(path: str | Path) -> dict[str, Any]:

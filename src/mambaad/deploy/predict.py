@@ -252,9 +252,12 @@ def predict_paths(
     thr = predictor.threshold
     used_overlay: set[str] = set()
     used_mask: set[str] = set()
-    for dir_ in (overlay_dir, mask_dir):
+    for kind, dir_ in (("overlay", overlay_dir), ("mask", mask_dir)):
         if dir_ is not None:
-            dir_.mkdir(parents=True, exist_ok=True)
+            try:
+                dir_.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:  # a file of that name, no permission
+                raise ConfigError(f"{kind} folder {dir_}: cannot create it ({exc.strerror})") from None
     for batch_paths, images in _batches(paths, predictor, batch_size, on_error):
         maps, scores = predictor.run(images)  # (B, S, S), (B,)
         for p, img, amap, score in zip(batch_paths, images, maps, scores):

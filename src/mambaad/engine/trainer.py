@@ -99,18 +99,19 @@ class RunLog:
                 f.write(f"{stamp} {message}\n")
 
 
-def resolve_device(name: str) -> torch.device:
-    """``auto`` -> CUDA when available else CPU; an unavailable device is a ConfigError."""
+def resolve_device(name: str, option: str = "train.device") -> torch.device:
+    """``auto`` -> CUDA when available else CPU; an unknown or unavailable device is a ConfigError that
+    names ``option`` (the config key, or the command-line option of a verb without a config)."""
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     try:
         device = torch.device(name)
     except (RuntimeError, ValueError):
-        raise ConfigError(f"train.device: unknown device {name!r} (use cpu, cuda, cuda:N or auto)") from None
+        raise ConfigError(f"{option}: unknown device {name!r} (use cpu, cuda, cuda:N or auto)") from None
     if device.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError(f"train.device: {name} requested but CUDA is not available (use --device cpu)")
+        raise ConfigError(f"{option}: {name} requested but CUDA is not available (use --device cpu)")
     if device.type == "mps" and not torch.backends.mps.is_available():
-        raise ConfigError(f"train.device: {name} requested but MPS is not available (use --device cpu)")
+        raise ConfigError(f"{option}: {name} requested but MPS is not available (use --device cpu)")
     return device
 
 
