@@ -126,6 +126,39 @@ def test_defect_image_without_mask(
     assert not (tmp_path / "run").exists()
 
 
+def test_mask_of_another_size_fails_before_training(
+    synth_root: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Found when the files are checked, not at the first evaluation (it was found there, after training)."""
+    from PIL import Image
+
+    root = _copy(synth_root, tmp_path / "data")
+    mask = next((root / "woven" / "ground_truth").rglob("*_mask.png"))
+    Image.open(mask).resize((32, 32)).save(mask)
+    assert main(["train", "--data", str(root), "--out", str(tmp_path / "run"), *TINY]) == 1
+    _one_line_error(capsys, str(mask), "mask size 32x32 differs from its image size 64x64")
+    assert not (tmp_path / "run").exists()
+
+
+def test_error_raised_in_a_loader_worker_is_its_own_line() -> None:
+    """torch re-raises a worker's DataError with the worker's traceback as its message; the CLI prints the
+    original message alone."""
+    from torch._utils import ExceptionWrapper
+
+    from mambaad.cli import user_message
+    from mambaad.errors import DataError
+
+    try:
+        raise DataError("a/b_mask.png: mask size 32x32 differs from its image size 64x64")
+    except DataError:
+        wrapped = ExceptionWrapper(where="in DataLoader worker process 0")
+    with pytest.raises(DataError) as caught:
+        wrapped.reraise()
+    assert "Original Traceback" in str(caught.value)
+    assert user_message(caught.value) == "a/b_mask.png: mask size 32x32 differs from its image size 64x64"
+    assert user_message(DataError("plain:  two\nlines")) == "plain: two lines"
+
+
 @pytest.mark.parametrize("model", ["rd4ad", "uniad", "simplenet", "destseg"])
 def test_train_baselines_through_the_cli(model: str, synth_root: Path, tmp_path: Path) -> None:
     """Every registered model trains and is evaluated by the same engine (a few steps, tiny data)."""

@@ -699,6 +699,16 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def user_message(exc: MambaADError) -> str:
+    """The error's message on one line. One raised in a DataLoader worker comes back wrapped in the worker's
+    traceback (torch re-raises it as "Caught DataError in DataLoader worker process 0. Original Traceback
+    ..."), whose last line holds the original message."""
+    text = str(exc)
+    if text.startswith("Caught ") and "Original Traceback" in text:
+        text = text.strip().splitlines()[-1].split(": ", 1)[-1]  # "mambaad.errors.DataError: <message>"
+    return " ".join(text.split())
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``mambaad`` console script; returns the exit status."""
     parser = build_parser()
@@ -725,7 +735,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except MambaADError as exc:
         if args.debug:
             raise
-        print(f"error: {' '.join(str(exc).split())}", file=sys.stderr)
+        print(f"error: {user_message(exc)}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("error: interrupted", file=sys.stderr)

@@ -110,9 +110,15 @@ def load_mask(path: Path, expected_size: tuple[int, int] | None = None) -> np.nd
             different image, or a resized copy, would give wrong pixel metrics).
     """
     img = open_image(path)
-    if expected_size is not None and img.size != tuple(expected_size):
-        w, h = img.size
-        raise DataError(
-            f"{path}: mask size {w}x{h} differs from its image size {expected_size[0]}x{expected_size[1]}"
-        )
+    if expected_size is not None:
+        check_mask_size(path, img.size, expected_size)
     return mask_to_bool(img)
+
+
+def check_mask_size(path: Path | str, mask_size: tuple[int, int], image_size: tuple[int, int]) -> None:
+    """A mask of another (W, H) than its image raises DataError naming the mask."""
+    if tuple(mask_size) != tuple(image_size):
+        raise DataError(
+            f"{path}: mask size {mask_size[0]}x{mask_size[1]} differs from its image size "
+            f"{image_size[0]}x{image_size[1]}"
+        )

@@ -15,6 +15,7 @@ from PIL import Image, UnidentifiedImageError
 
 from mambaad.config import DataConfig
 from mambaad.data.formats import list_formats, read_dataset, read_datasets
+from mambaad.data.imageio import check_mask_size
 from mambaad.data.sample import Sample, class_names, select
 from mambaad.errors import ConfigError, DataError
 
@@ -66,21 +67,24 @@ def split_samples(samples: Sequence[Sample]) -> tuple[list[Sample], list[Sample]
     return train, test, classes
 
 
-def verify_image(path: str) -> None:
-    """Cheap integrity check of one image file (raises DataError naming it)."""
+def verify_image(path: str) -> tuple[int, int]:
+    """Cheap integrity check of one image file (raises DataError naming it); returns its (W, H)."""
     try:
         with Image.open(path) as img:
+            size = img.size
             img.verify()
     except FileNotFoundError:
         raise DataError(f"{path}: image file not found") from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
         msg = " ".join(str(exc).split()) or type(exc).__name__
         raise DataError(f"{path}: unreadable or truncated image ({msg})") from None
+    return size
 
 
 def verify_files(samples: Sequence[Sample]) -> None:
-    """:func:`verify_image` on every image and mask of ``samples``."""
+    """:func:`verify_image` on every image and mask of ``samples``, and every mask the size of its image:
+    found before training starts, not at its first evaluation."""
     for s in samples:
-        verify_image(str(s.image_path))
+        size = verify_image(str(s.image_path))
         if s.mask_path is not None:
-            verify_image(str(s.mask_path))
+            check_mask_size(s.mask_path, verify_image(str(s.mask_path)), size)
