@@ -181,6 +181,8 @@ def test_unknown_key_names_key_file_and_suggestion(tmp_path: Path) -> None:
         ("train.lr=fast", r"train\.lr.*must be float"),
         ("train.betas=0.9", r"train\.betas.*2 values"),
         ("model.depths=a,b", r"model\.depths.*must be int"),
+        ("model.depths=[3]", r"model\.depths must list 4 stage depths"),
+        ("model.depths=[2,2,2,2,2]", r"model\.depths must list 4 stage depths"),
         ("train.epochs=0", r"train\.epochs must be > 0"),
         ("data.holdout_fraction=1.5", r"data\.holdout_fraction must be in \[0, 1\)"),
         ("data.crop_size=300", r"data\.crop_size"),

@@ -222,21 +222,29 @@ def launch_torchrun(nproc: int, argv: Sequence[str]) -> int:
     return subprocess.call(cmd)
 
 
+def check_gpu_count(gpus: int, device: str) -> None:
+    """--gpus N on CUDA needs N devices (on a machine without CUDA the ranks run on the CPU, gloo)."""
+    import torch
+
+    from mambaad.engine.trainer import resolve_device
+
+    if resolve_device(device).type == "cuda" and torch.cuda.device_count() < gpus:
+        raise ConfigError(f"--gpus {gpus}: this machine has {torch.cuda.device_count()} CUDA device(s)")
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     """Train a model (every class of the data set(s) unless --classes) and write its reports."""
     import os
 
     from mambaad.config import load_config
     from mambaad.engine import distributed
-    from mambaad.engine.trainer import resume_config, train
+    from mambaad.engine.trainer import check_inputs, resume_config, train
 
     if args.gpus is not None:
         if args.gpus < 1:
             raise ConfigError(f"--gpus must be >= 1, got {args.gpus}")
         if "WORLD_SIZE" in os.environ:
             raise ConfigError("--gpus: already running under torchrun; drop --gpus")
-        if args.gpus > 1:
-            return launch_torchrun(args.gpus, strip_option(args._argv, "--gpus"))
     _set_threads(args)
     overrides = [*args._overrides, *_flag_overrides(args)]
     if args.resume is not None:
@@ -249,6 +257,10 @@ def cmd_train(args: argparse.Namespace) -> int:
             from mambaad.models.recipes import recipe_overrides
 
             cfg = load_config(None, [*recipe_overrides(cfg.model.model), *overrides])
+    if args.gpus is not None and args.gpus > 1:  # the ranks' inputs checked once, here, before they start
+        check_gpu_count(args.gpus, cfg.train.device)
+        check_inputs(cfg, resume=args.resume is not None)
+        return launch_torchrun(args.gpus, strip_option(args._argv, "--gpus"))
     from mambaad.report import format_markdown
 
     try:

@@ -85,7 +85,9 @@ class ModelConfig:
         _check(self.directions > 0, "model.directions", "must be > 0", self.directions)
         _check(self.d_state > 0, "model.d_state", "must be > 0", self.d_state)
         _check(self.expand > 0, "model.expand", "must be > 0", self.expand)
-        _check(len(self.depths) > 0, "model.depths", "must list at least one stage depth", self.depths)
+        _check(
+            len(self.depths) == 4, "model.depths", "must list 4 stage depths (deep to shallow)", self.depths
+        )
         _check(
             self.lss_branches in LSS_BRANCHES,
             "model.lss_branches",

@@ -112,3 +112,22 @@ def test_gpus_2_on_cpu_writes_from_rank_0_only(synth_root: Path, tmp_path: Path)
     assert losses[0] == pytest.approx(losses[1], rel=1e-5)
     _, meta = load_checkpoint(runs["ddp"] / "checkpoints" / "last_state.safetensors")
     assert len(meta["rng_ranks"]) == 1  # rank 1's generators are kept for a resume
+
+
+def test_gpus_checks_the_inputs_before_it_starts_the_ranks(
+    synth_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A mistake in the data or options of `--gpus 2` is one error line from the launching process; torchrun
+    is never started (each rank printed it, then torchrun its own report)."""
+    from mambaad import cli
+
+    launched: list[list[str]] = []
+    monkeypatch.setattr(cli, "launch_torchrun", lambda n, argv: launched.append(list(argv)) or 0)
+    over = [*tiny_overrides(synth_root, tmp_path / "run", epochs=1), "train.batch_size=1000"]
+    assert cli.main(["train", *as_cli(over), "--gpus", "2"]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: train.batch_size 1000 is larger than the")
+    assert launched == [] and not (tmp_path / "run").exists()
+    over = [*tiny_overrides(synth_root, tmp_path / "run", epochs=1), "train.batch_size=8"]
+    assert cli.main(["train", *as_cli(over), "--gpus", "2"]) == 0
+    assert len(launched) == 1 and "--gpus" not in launched[0]

@@ -197,3 +197,11 @@ def test_load_official_checks_scan_indices() -> None:
     state[prefix + "index_flat"] = torch.arange(64).view(1, 1, 64)  # a raster scan, not the Hilbert curve
     with pytest.raises(CheckpointError, match="scan order"):
         mambaad.load_official(state)
+
+
+def test_depths_must_name_every_decoder_stage() -> None:
+    """Three depths built a decoder whose maps covered two of the encoder's three scales (zip dropped the
+    third), one depth a model with no maps; both are a ConfigError now."""
+    for depths in ((1, 1, 1), (1,), (1, 1, 1, 1, 1)):
+        with pytest.raises(MambaADError, match=r"model\.depths must list 4 stage depths"):
+            mambaad.MambaAD(encoder="resnet18", depths=depths)

@@ -38,6 +38,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from mambaad.config import RunConfig, config_from_dict, config_to_dict, dump_yaml
+from mambaad.data.sample import Sample
 from mambaad.deploy.calibrate import calibrate_run, split_holdout
 from mambaad.engine import distributed as dist
 from mambaad.engine.checkpoint import (
@@ -306,6 +307,37 @@ def _restore_rank_rng(meta: dict[str, Any], tensors: dict[str, torch.Tensor], se
     return True
 
 
+@dataclass
+class RunInputs:
+    """A run's samples: training (less the hold-out), hold-out normals (threshold), test, labelled validation."""
+
+    train: list[Sample]
+    holdout: list[Sample]
+    test: list[Sample]
+    val: list[Sample]
+    classes: list[str]
+
+
+def check_inputs(cfg: RunConfig, resume: bool = False) -> RunInputs:
+    """The run's samples, after every check of the user's input that needs no model: a data root given, a new
+    run folder free (not for a resume), a batch no larger than the training set, every image and mask
+    readable and each mask its image's size. ``mambaad train --gpus N`` runs it before it starts the ranks, so
+    that such a mistake is one line, not one per rank and torchrun's report."""
+    if not cfg.data.root:
+        raise ConfigError("data.root: no data set given (use --data ROOT)")
+    if not resume:
+        check_new_run_dir(Path(cfg.out))
+    train_samples, test_samples, classes = split_samples(load_samples(cfg.data))
+    train_samples, holdout = split_holdout(train_samples, cfg.data.holdout_fraction, cfg.train.seed)
+    if len(train_samples) < cfg.train.batch_size:
+        raise ConfigError(
+            f"train.batch_size {cfg.train.batch_size} is larger than the {len(train_samples)} training images"
+        )
+    val_samples = load_val_samples(cfg.data)  # labelled, for the F1 threshold (data.val_root)
+    verify_files(train_samples + holdout + test_samples + val_samples)
+    return RunInputs(train_samples, holdout, test_samples, val_samples, classes)
+
+
 def train(
     cfg: RunConfig,
     resume: bool = False,
@@ -336,21 +368,11 @@ def train(
     device = dist.init_from_env(resolve_device(cfg.train.device))  # cuda:LOCAL_RANK under torchrun
     world = dist.get_world_size()
     local_batch = dist.per_rank_batch(cfg.train.batch_size)  # train.batch_size is the global batch
-    if not cfg.data.root:
-        raise ConfigError("data.root: no data set given (use --data ROOT)")
     if resume:
         state_tensors, state_meta = load_train_state(run_dir)
-    else:
-        check_new_run_dir(run_dir)
-    samples = load_samples(cfg.data)
-    train_samples, test_samples, classes = split_samples(samples)
-    train_samples, holdout = split_holdout(train_samples, cfg.data.holdout_fraction, cfg.train.seed)
-    if len(train_samples) < cfg.train.batch_size:
-        raise ConfigError(
-            f"train.batch_size {cfg.train.batch_size} is larger than the {len(train_samples)} training images"
-        )
-    val_samples = load_val_samples(cfg.data)  # labelled, for the F1 threshold (data.val_root)
-    verify_files(train_samples + holdout + test_samples + val_samples)
+    inputs = check_inputs(cfg, resume)
+    train_samples, holdout, test_samples, val_samples = inputs.train, inputs.holdout, inputs.test, inputs.val
+    classes = inputs.classes
     dist.barrier()  # DDP: every rank has checked the (still empty) run folder before rank 0 writes to it
     writer = None
     if cfg.train.tensorboard and dist.is_main_process():
@@ -553,9 +575,11 @@ def train(
 
 
 __all__ = [
+    "RunInputs",
     "RunLog",
     "TrainResult",
     "build_model",
+    "check_inputs",
     "check_new_run_dir",
     "report_progress",
     "resolve_device",

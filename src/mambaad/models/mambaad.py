@@ -91,6 +91,10 @@ class MambaAD(nn.Module):
         self.encoder = Encoder(encoder, encoder_weights)
         self.bottleneck = HalfFPNBottleneck(self.encoder.channels)
         dims = [self.bottleneck.out_channels, *reversed(self.encoder.channels)]
+        if len(cfg.depths) != len(dims):  # one depth per decoder stage; other lengths compare fewer scales
+            raise ConfigError(
+                f"model.depths must list {len(dims)} stage depths (deep to shallow), got {list(cfg.depths)}"
+            )
         self.decoder = MambaDecoder(
             dims,
             tuple(cfg.depths),
