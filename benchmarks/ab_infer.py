@@ -5,6 +5,7 @@ set switched off (one process per row: every row compiles afresh), or checks com
 
     inproj in_proj as two products (off: one product and its chunk)
     blur   the anomaly map compiled, its blur as shifted slices (off: the eager map and its convolutions)
+    dwcl   the local branches' depthwise convolutions on channels-last input (off: as the 1x1 conv leaves it)
 
     PYTHONPATH=src python benchmarks/ab_infer.py                      # all on (the landed code)
     PYTHONPATH=src python benchmarks/ab_infer.py --off inproj,blur    # those two off
@@ -30,13 +31,15 @@ from mambaad.engine.step import compile_forward
 from mambaad.models import decoder
 from mambaad.models.registry import create_model
 
-CHOICES = ("inproj", "blur")
+CHOICES = ("inproj", "blur", "dwcl")
 
 
 def switch_off(names: set[str]) -> None:
     """Patch the named choices back to their plain forms (before the model is built and compiled)."""
     if "inproj" in names:
         decoder.SS2D._in_proj = lambda self, x: self.in_proj(x).chunk(2, dim=-1)
+    if "dwcl" in names:
+        decoder.LocalBranch.forward = lambda self, x: self.pw_out(self.dw(self.pw_in(x)))
 
 
 def build(names: set[str], device: torch.device) -> nn.Module:
@@ -70,6 +73,7 @@ def check(device: torch.device) -> dict:
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--off", default="", help=f"comma-separated choices to switch off: {','.join(CHOICES)}")
+    p.add_argument("--cudnn-benchmark", action="store_true", help="torch.backends.cudnn.benchmark = True")
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--steps", type=int, default=30)
     p.add_argument("--fp32", action="store_true", help="fp32 matrix products (default TF32)")
@@ -86,6 +90,7 @@ def main() -> int:
     if unknown:
         p.error(f"--off: unknown choice(s) {sorted(unknown)}; known: {', '.join(CHOICES)}")
     switch_off(names)
+    torch.backends.cudnn.benchmark = args.cudnn_benchmark
     if args.mode:
         torch.compile = functools.partial(torch.compile, mode=args.mode)
     for item in args.inductor:
@@ -97,6 +102,7 @@ def main() -> int:
     )
     row = {
         "off": sorted(names),
+        "cudnn_benchmark": args.cudnn_benchmark,
         "mode": args.mode,
         "inductor": args.inductor,
         "img_per_s": round(r.img_per_s, 1),

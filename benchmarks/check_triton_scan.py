@@ -2,11 +2,11 @@
 
 For random shapes (odd lengths, non-square grids, partial channel blocks) and MambaAD's four decoder stage
 shapes at batch 16 (K=8, N=16: D=1024 L=64, D=512 L=256, D=256 L=1024, D=128 L=4096), compares the
-forward output and the gradients of u, delta, A, B, C, D and delta_bias (same upstream gradient) with
-``hybrid_selective_scan_torch`` in float64 (float32 for L=4096, where a float64 autograd graph of the
-sequential reference would not fit). Also checks bf16 inputs (kernel state in fp32) against the reference
-on the same bf16-rounded values. Prints max abs and relative (max abs / max |ref|) errors per tensor and
-PASS/FAIL; exits 1 on any FAIL.
+forward output (also without autograd) and the gradients of u, delta, A, B, C, D and delta_bias (same
+upstream gradient) with ``hybrid_selective_scan_torch`` in float64 (float32 for L=4096, where a float64
+autograd graph of the sequential reference would not fit). Also checks bf16 inputs (kernel state in fp32)
+against the reference on the same bf16-rounded values. Prints max abs and relative (max abs / max |ref|)
+errors per tensor and PASS/FAIL; exits 1 on any FAIL.
 
     PYTHONPATH=src python benchmarks/check_triton_scan.py              # everything (< 2 min on an H100)
     PYTHONPATH=src python benchmarks/check_triton_scan.py --quick      # random shapes only
@@ -99,8 +99,13 @@ def check_case(
         ref_args[1] = torch.einsum("bkrl,kdr->bkdl", ref_in[1], ref_in[7])
     ref = hybrid_selective_scan(*ref_args, orders, backend="torch", scan_backend=inner)
     ref.backward(grad.to(ref_dtype))
+    with torch.no_grad():  # inference: no states saved
+        plain = [x.detach() for x in kernel_in]
+        low_rank = {"dt_weight": plain[7]} if rank else {}
+        y_nograd = hybrid_selective_scan(*plain[:7], orders, backend="triton", **low_rank)
     ok = True
     rows = [("y", *errors(y, ref), tol_y)]
+    rows += [("y no-grad", *errors(y_nograd, ref), tol_y)]
     names = [*NAMES, "dt_weight"] if rank else NAMES
     rows += [(nm, *errors(a.grad, r.grad), tol_grad) for nm, a, r in zip(names, kernel_in, ref_in)]
     print(

@@ -262,7 +262,13 @@ class LocalBranch(nn.Module):
         self.pw_out = conv_in_silu(dim, 1, depthwise=False)
 
     def forward(self, x: Tensor) -> Tensor:  # (B, C, H, W)
-        return self.pw_out(self.dw(self.pw_in(x)))
+        x = self.pw_in(x)
+        # On CUDA the depthwise conv reads channels-last, so cuDNN runs it instead of PyTorch's NCHW kernel:
+        # compiled inference -0.16 ms of 11.6 per batch of 16 (H200, session 14). oneDNN (CPU) is a little
+        # slower channels-last.
+        if x.is_cuda:
+            x = x.contiguous(memory_format=torch.channels_last)
+        return self.pw_out(self.dw(x))
 
 
 class LSSModule(nn.Module):
