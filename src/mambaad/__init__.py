@@ -1,5 +1,6 @@
 """mambaad: multi-class unsupervised visual anomaly detection with MambaAD, in pure PyTorch."""
 
+from mambaad import _openmp  # noqa: F401  (first: before torch is imported)
 from mambaad.models import MambaAD, MambaADConfig, load_official
 from mambaad.scan import selective_scan
 
