@@ -13,7 +13,7 @@ def test_version() -> None:
 
 
 def _spin_count_seen(env_value: str | None) -> str:
-    """GOMP_SPINCOUNT as libgomp reads it when torch loads after ``import mambaad`` in a fresh process."""
+    """GOMP_SPINCOUNT in the environment when torch (libgomp) loads after ``import mambaad``, fresh process."""
     env = {k: v for k, v in os.environ.items() if k != "GOMP_SPINCOUNT"}
     env["PYTHONPATH"] = SRC + os.pathsep + env.get("PYTHONPATH", "")
     if env_value is not None:

@@ -264,8 +264,8 @@ class LocalBranch(nn.Module):
     def forward(self, x: Tensor) -> Tensor:  # (B, C, H, W)
         x = self.pw_in(x)
         # On CUDA the depthwise conv reads channels-last, so cuDNN runs it instead of PyTorch's NCHW kernel:
-        # compiled inference -0.16 ms of 11.6 per batch of 16 (H200, session 14). oneDNN (CPU) is a little
-        # slower channels-last.
+        # compiled inference -0.16 ms of 11.6 per batch of 16 (H200, session 14). oneDNN (CPU) was slower
+        # channels-last at five of the six branch shapes.
         if x.is_cuda:
             x = x.contiguous(memory_format=torch.channels_last)
         return self.pw_out(self.dw(x))
