@@ -13,8 +13,11 @@ import argparse
 import time
 from collections import defaultdict
 
+# isort: off
+import mambaad  # noqa: F401  (before torch, as in the mambaad command: sets libgomp's spin, mambaad._openmp)
 import torch
 
+# isort: on
 from mambaad.models import decoder as decoder_mod
 from mambaad.models.registry import create_model
 
