@@ -9,6 +9,7 @@ set switched off (one process per row: every row compiles afresh), or checks com
 
     PYTHONPATH=src python benchmarks/ab_infer.py                      # all on (the landed code)
     PYTHONPATH=src python benchmarks/ab_infer.py --off inproj,blur    # those two off
+    PYTHONPATH=src python benchmarks/ab_infer.py --on encbf16         # a candidate (CANDIDATES) on
     PYTHONPATH=src python benchmarks/ab_infer.py --check              # compiled vs eager maps, fp32 convolutions
     PYTHONPATH=src python benchmarks/ab_infer.py --mode max-autotune-no-cudagraphs --inductor freezing=1
 One JSON line per row: img/s, ms per batch, peak GB, and the switches that were off.
@@ -32,6 +33,33 @@ from mambaad.models import decoder
 from mambaad.models.registry import create_model
 
 CHOICES = ("inproj", "blur", "dwcl")
+# not landed, switched on with --on for an A/B (patched in at run time):
+#   encbf16  the encoder's stages after the stem under bf16 autocast, channels-last; features back in fp32
+#            (the stem's bf16 convolution was slow on an H200, session 5; a mixed-precision mode, not TF32's maps)
+CANDIDATES = ("encbf16",)
+
+
+def switch_on(names: set[str]) -> None:
+    """Patch the named candidates in (before the model is built and compiled)."""
+    if "encbf16" in names:
+        from mambaad.models.encoder import Encoder
+
+        stem = ("conv1", "bn1", "act1", "maxpool")
+
+        @torch.no_grad()
+        def forward(self, x):
+            feats = []
+            for name, module in self.body.items():
+                if name in stem:
+                    x = module(x)
+                else:
+                    with torch.autocast(x.device.type, dtype=torch.bfloat16):
+                        x = module(x.contiguous(memory_format=torch.channels_last))
+                if name in self.body.return_layers:
+                    feats.append(x.float())
+            return feats
+
+        Encoder.forward = forward
 
 
 def switch_off(names: set[str]) -> None:
@@ -73,6 +101,9 @@ def check(device: torch.device) -> dict:
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--off", default="", help=f"comma-separated choices to switch off: {','.join(CHOICES)}")
+    p.add_argument(
+        "--on", default="", help=f"comma-separated candidates to switch on: {','.join(CANDIDATES)}"
+    )
     p.add_argument("--cudnn-benchmark", action="store_true", help="torch.backends.cudnn.benchmark = True")
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--steps", type=int, default=30)
@@ -90,6 +121,10 @@ def main() -> int:
     if unknown:
         p.error(f"--off: unknown choice(s) {sorted(unknown)}; known: {', '.join(CHOICES)}")
     switch_off(names)
+    on = {n for n in args.on.split(",") if n}
+    if on - set(CANDIDATES):
+        p.error(f"--on: unknown candidate(s) {sorted(on - set(CANDIDATES))}; known: {', '.join(CANDIDATES)}")
+    switch_on(on)
     torch.backends.cudnn.benchmark = args.cudnn_benchmark
     if args.mode:
         torch.compile = functools.partial(torch.compile, mode=args.mode)
@@ -102,6 +137,7 @@ def main() -> int:
     )
     row = {
         "off": sorted(names),
+        "on": sorted(on),
         "cudnn_benchmark": args.cudnn_benchmark,
         "mode": args.mode,
         "inductor": args.inductor,
