@@ -12,7 +12,7 @@ set switched off (one process per row: every row compiles afresh), or checks com
     PYTHONPATH=src python benchmarks/ab_infer.py --on encbf16         # a candidate (CANDIDATES) on
     PYTHONPATH=src python benchmarks/ab_infer.py --check              # compiled vs eager maps, fp32 convolutions
     PYTHONPATH=src python benchmarks/ab_infer.py --mode max-autotune-no-cudagraphs --inductor freezing=1
-One JSON line per row: img/s, ms per batch, peak GB, and the switches that were off.
+One JSON line per row: img/s, ms per batch, peak GB, and the switches and options it ran with.
 """
 
 from __future__ import annotations
@@ -98,6 +98,14 @@ def check(device: torch.device) -> dict:
     }
 
 
+def names_in(p: argparse.ArgumentParser, option: str, value: str, known: tuple[str, ...]) -> set[str]:
+    """The comma-separated names of ``option``; one not in ``known`` is a usage error."""
+    names = {n for n in value.split(",") if n}
+    if names - set(known):
+        p.error(f"{option}: unknown name(s) {sorted(names - set(known))}; known: {', '.join(known)}")
+    return names
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--off", default="", help=f"comma-separated choices to switch off: {','.join(CHOICES)}")
@@ -116,14 +124,9 @@ def main() -> int:
     if args.check:
         print(json.dumps(check(device)), flush=True)
         return 0
-    names = {n for n in args.off.split(",") if n}
-    unknown = names - set(CHOICES)
-    if unknown:
-        p.error(f"--off: unknown choice(s) {sorted(unknown)}; known: {', '.join(CHOICES)}")
+    names = names_in(p, "--off", args.off, CHOICES)
+    on = names_in(p, "--on", args.on, CANDIDATES)
     switch_off(names)
-    on = {n for n in args.on.split(",") if n}
-    if on - set(CANDIDATES):
-        p.error(f"--on: unknown candidate(s) {sorted(on - set(CANDIDATES))}; known: {', '.join(CANDIDATES)}")
     switch_on(on)
     torch.backends.cudnn.benchmark = args.cudnn_benchmark
     if args.mode:
