@@ -189,6 +189,27 @@ def test_forward_and_gradients_match_reference(interpreted_errors: dict, case: s
         assert err < 1e-5, f"{case}: {name} relative max error {err:.2e}"
 
 
+def test_inference_saves_no_states_for_parameters(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Under no_grad autograd still reports needs_input_grad for a Parameter (SS2D passes D and the delta
+    bias as Parameters): the forward must not save the chunk states then, only when autograd records."""
+    from mambaad.scan import triton_scan
+
+    saved: list[bool] = []
+    monkeypatch.setenv("TRITON_INTERPRET", "1")
+    monkeypatch.setattr(triton_scan, "_kernels", lambda: {})  # nothing launched: the launcher records
+    monkeypatch.setattr(triton_scan, "_forward_seq", lambda args, save, *rest: saved.append(save))
+    b, k, d, n, h, w = 1, 2, 3, 2, 2, 3
+    length = h * w
+    u, delta = torch.randn(b, d, length), torch.randn(b, k, d, length)
+    A, B, C = -torch.rand(k * d, n) - 0.1, torch.randn(b, k, n, length), torch.randn(b, k, n, length)
+    skip, bias = torch.nn.Parameter(torch.randn(k * d)), torch.nn.Parameter(torch.randn(k * d))
+    orders = scan_orders("hilbert", h, w, k)
+    with torch.no_grad():
+        hybrid_selective_scan(u, delta, A, B, C, skip, bias, orders, backend="triton", fwd_kernel="seq")
+    hybrid_selective_scan(u, delta, A, B, C, skip, bias, orders, backend="triton", fwd_kernel="seq")
+    assert saved == [False, True]
+
+
 def test_torch_path_equals_encode_scan_decode() -> None:
     """The fused-signature yardstick is itself the explicit gather -> scan -> scatter-add loop."""
     torch.manual_seed(1)

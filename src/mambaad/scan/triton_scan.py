@@ -438,10 +438,16 @@ class _HybridScanFn(torch.autograd.Function):
         num_warps: int,
         fwd: tuple[str, int, int | None, int | None],
         bwd_kind: str,
+        grad_enabled: bool,
         dt_weight: Tensor | None,
     ) -> Tensor:
         kern = _kernels()
-        # u is read in fp32 (the bf16 original is saved); the step kernels ran slower on bf16 inputs
+        # needs_input_grad is True for a Parameter (SS2D's D and delta_bias) even under no_grad, so without
+        # autograd recording nothing is saved: until session 15 every inference wrote each chunk's states, ~2
+        # GB per batch of 16 (H200, compiled TF32 inference 1,406.6 -> 1,442.4 img/s once skipped)
+        save = grad_enabled and any(ctx.needs_input_grad[:7])
+        # u is read in fp32 (the bf16 original is saved); the step kernels run slower on a bf16 u (H200,
+        # session 15, bf16 inference: 16 forward calls 5.58 + 1.31 ms against 4.55 + 1.04 with an fp32 u)
         u_in, u = u, u.float()
         bsz, d, length = u.shape
         k, n = B.shape[1], A.shape[1]
@@ -457,7 +463,6 @@ class _HybridScanFn(torch.autograd.Function):
         n_chunks = -(-length // chunk)
         A = A.contiguous()
         orders32 = orders.to(device=u.device, dtype=torch.int32).contiguous()
-        save = any(ctx.needs_input_grad[:7])
         # (B, D, L) view of (B, L, D) memory: the channels of one pixel are contiguous, so the
         # scattered (atomic) writes of a program's BLOCK_D channels at a pixel hit one segment
         out = torch.zeros(bsz, length, d, device=u.device, dtype=torch.float32).transpose(1, 2)
@@ -503,9 +508,9 @@ class _HybridScanFn(torch.autograd.Function):
         if dt_weight is not None:
             need = (ctx.needs_input_grad[1], ctx.needs_input_grad[-1])
             grads[1], d_weight = low_rank_delta_grads(grads[1], saved[1], dt_weight, need)
-        # each gradient in its input's dtype (fp32 in the kernels); none for the 7 non-tensor arguments
+        # each gradient in its input's dtype (fp32 in the kernels); none for the 8 non-tensor arguments
         casts = (None if g is None else g.to(x.dtype) for g, x in zip(grads, saved[:7]))
-        return (*casts, *[None] * 7, d_weight)
+        return (*casts, *[None] * 8, d_weight)
 
 
 def _backward_chunk(
@@ -666,7 +671,7 @@ def hybrid_selective_scan_triton(
         raise ConfigError(f"triton scan bwd_kernel must be 'chunk' or 'seq', got {bwd_kernel!r}")
     return _HybridScanFn.apply(
         u, delta, A, B, C, D, delta_bias, orders, delta_softplus, block_d, chunk, num_warps, fwd, bwd_kernel,
-        dt_weight,
+        torch.is_grad_enabled(), dt_weight,
     )  # fmt: skip
 
 
