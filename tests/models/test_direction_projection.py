@@ -98,7 +98,7 @@ def test_ss2d_hands_the_fused_scan_rows_stored_direction_by_direction(monkeypatc
     x = torch.randn(2, 64, 6, 5)  # (B, D, H, W) after the depthwise conv
     for autocast in (False, True):
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
-            ss2d._scan_fused(x, "triton")
+            ss2d._scan_fused(x, x, "triton")
         dts, b, c = seen[-1]
         rows = ss2d.dt_rank + 2 * ss2d.d_state  # R + 2N
         for t in (dts, b, c):
@@ -108,3 +108,23 @@ def test_ss2d_hands_the_fused_scan_rows_stored_direction_by_direction(monkeypatc
         tol = {"atol": 0.05, "rtol": 0.05} if autocast else {}
         torch.testing.assert_close(b, x_dbl[..., 2:6].transpose(2, 3), **tol)
         torch.testing.assert_close(c, x_dbl[..., 6:].transpose(2, 3), **tol)
+
+
+def test_ss2d_scans_an_fp32_u_without_autograd(monkeypatch) -> None:
+    """Under autocast x_proj takes the bf16 conv output and the fused scan its fp32 copy, cast in SS2D's
+    forward (where torch.compile fuses it) when nothing is recorded; training hands the scan x itself."""
+    from mambaad.models.decoder import SS2D
+
+    seen = []
+    monkeypatch.setattr(SS2D, "_scan_fused", lambda self, x, u, backend: seen.append((x, u)) or u.float())
+    monkeypatch.setattr("mambaad.models.decoder.resolve_backend", lambda *args: "triton")
+    ss2d = SS2D(16, d_state=4, directions=2)
+    x = torch.randn(1, 5, 6, 16)  # (B, H, W, C)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        with torch.no_grad():
+            ss2d(x)
+        ss2d(x)
+    (x_infer, u_infer), (x_train, u_train) = seen
+    assert x_infer.dtype == torch.bfloat16 and u_infer.dtype == torch.float32
+    torch.testing.assert_close(u_infer, x_infer.float(), rtol=0, atol=0)
+    assert u_train is x_train and u_train.dtype == torch.bfloat16

@@ -62,6 +62,25 @@ def test_encoder_is_frozen_and_stays_in_eval() -> None:
     assert all(torch.equal(before[k], v) for k, v in enc.state_dict().items())  # BN stats unchanged
 
 
+@pytest.mark.parametrize("name", ["resnet34", "efficientnet_lite0"])
+def test_inference_path_under_cuda_autocast(name: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Inference under CUDA autocast runs the stages channels-last and returns fp32 features: the plain
+    forward's values. Encoders without timm's return_layers (EfficientNet) and training keep the plain path."""
+    enc = Encoder(name)
+    x = torch.randn(2, 3, 64, 64)
+    plain = enc(x)
+    monkeypatch.setattr("mambaad.models.encoder._cuda_autocast", lambda x: True)  # no GPU here
+    with torch.no_grad():
+        fast = enc(x)
+    with torch.enable_grad():
+        trained = enc(x)
+    for a, b, c in zip(fast, plain, trained):
+        assert a.dtype == torch.float32
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-4)
+        assert a.is_contiguous(memory_format=torch.channels_last) == (name == "resnet34")
+        assert not c.is_contiguous(memory_format=torch.channels_last)
+
+
 def test_weights_from_a_local_file(tmp_path: Path) -> None:
     source = timm.create_model("resnet18", pretrained=False)
     for fmt in ("pth", "safetensors"):

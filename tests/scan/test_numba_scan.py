@@ -110,7 +110,9 @@ def _record_fused(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     """Backends of every fused-scan call of SS2D from now on."""
     used: list[str] = []
     fused = decoder_mod.SS2D._scan_fused
-    monkeypatch.setattr(decoder_mod.SS2D, "_scan_fused", lambda s, x, b: used.append(b) or fused(s, x, b))
+    monkeypatch.setattr(
+        decoder_mod.SS2D, "_scan_fused", lambda s, x, u, b: used.append(b) or fused(s, x, u, b)
+    )
     return used
 
 

@@ -210,6 +210,34 @@ def test_inference_saves_no_states_for_parameters(monkeypatch: pytest.MonkeyPatc
     assert saved == [False, True]
 
 
+def test_inference_under_autocast_computes_the_low_rank_delta_in_its_dtype(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Where delta = dt_proj(dts) is computed before the kernels (rank above ROW_LOW_RANK), inference under
+    autocast writes it in autocast's dtype (half the bytes); training keeps dts' dtype, as its backward
+    recomputes it."""
+    from mambaad.scan import triton_scan
+
+    dtypes: list[torch.dtype] = []
+    monkeypatch.setenv("TRITON_INTERPRET", "1")
+    monkeypatch.setattr(triton_scan, "_kernels", lambda: {})
+    monkeypatch.setattr(triton_scan, "_forward_seq", lambda args, *rest: dtypes.append(args[1].dtype))
+    b, k, d, n, h, w, r = 1, 2, 3, 2, 2, 3, triton_scan.ROW_LOW_RANK + 1
+    length = h * w
+    u, dts = torch.randn(b, d, length), torch.randn(b, k, r, length)
+    A, B, C = -torch.rand(k * d, n) - 0.1, torch.randn(b, k, n, length), torch.randn(b, k, n, length)
+    weight = torch.nn.Parameter(torch.randn(k, d, r))
+    orders = scan_orders("hilbert", h, w, k)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        with torch.no_grad():
+            hybrid_selective_scan(u, dts, A, B, C, None, None, orders, backend="triton", dt_weight=weight)
+        u_train = u.clone().requires_grad_()
+        hybrid_selective_scan(u_train, dts, A, B, C, None, None, orders, backend="triton", dt_weight=weight)
+    with torch.no_grad():
+        hybrid_selective_scan(u, dts, A, B, C, None, None, orders, backend="triton", dt_weight=weight)
+    assert dtypes == [torch.bfloat16, torch.float32, torch.float32]
+
+
 def test_torch_path_equals_encode_scan_decode() -> None:
     """The fused-signature yardstick is itself the explicit gather -> scan -> scatter-add loop."""
     torch.manual_seed(1)

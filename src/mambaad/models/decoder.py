@@ -130,7 +130,7 @@ class SS2D(nn.Module):
         needs_grad = torch.is_grad_enabled() and (x.requires_grad or self.A_logs.requires_grad)
         backend = resolve_backend(self.backend, x.device, needs_grad)
         if backend in FUSED_SCAN_BACKENDS:
-            y = self._scan_fused(x, backend)  # (B, D, L)
+            y = self._scan_fused(x, self._scan_u(x, needs_grad), backend)  # (B, D, L)
         else:
             y = self._scan_gathered(x, backend)
         y = self.out_norm(y.transpose(1, 2).reshape(b, h, w, -1).to(z.dtype))
@@ -173,18 +173,25 @@ class SS2D(nn.Module):
         )  # (B, K*D, L)
         return self.scans.decode(ys.view(b, self.scans.directions, -1, h * w), h, w)
 
+    @staticmethod
+    def _scan_u(x: Tensor, needs_grad: bool) -> Tensor:
+        """The scan's u: under autocast without autograd x in fp32, cast here where torch.compile fuses the
+        cast into the SiLU's kernel (the scan casts it itself otherwise, one more pass over u; training
+        keeps x, whose bf16 copy autograd saves)."""
+        return x if needs_grad else x.float()
+
     @torch.compiler.disable  # torch.compile leaves the fused scan kernels as they are (a graph break)
-    def _scan_fused(self, x: Tensor, backend: str) -> Tensor:
-        """Triton / numba: x_proj on the raster map, channels-last; the kernel reads and writes through the
-        scan orders. dt_proj's low-rank input goes in with its weight: the numba kernel and Triton's unsplit
-        step forward apply it per step (delta, K x D values per position, never stored), Triton's others
-        compute delta first."""
+    def _scan_fused(self, x: Tensor, u: Tensor, backend: str) -> Tensor:
+        """Triton / numba: x_proj on the raster map x, channels-last, the scan on u (x or its fp32 copy);
+        the kernel reads and writes through the scan orders. dt_proj's low-rank input goes in with its
+        weight: the numba kernel and Triton's unsplit step forward apply it per step (delta, K x D values
+        per position, never stored), Triton's others compute delta first."""
         from mambaad.scan.triton_scan import hybrid_selective_scan
 
         b, d, h, w = x.shape
         x_cl = x.permute(0, 2, 3, 1).reshape(b, h * w, d)  # (B, L, D): one pixel's channels contiguous
         # (B, K, L, R+2N) in fp32 also under autocast: the Triton kernels read bf16 dt / B / C slower (H200,
-        # session 5: bf16 training 186 -> 231 img/s with fp32 scan inputs); x_cl is cast inside the scan.
+        # session 5: bf16 training 186 -> 231 img/s with fp32 scan inputs); a bf16 u is cast in the scan.
         # Stored direction by direction: the projection writes (B, L, K, R+2N) memory, where the rows a
         # program gathers at neighbouring pixels lie K rows apart; copied so they are adjacent, the 16 scan
         # calls of a batch of 16 took 7.47 -> 6.66 ms (H200, session 11; the copy, ~0.8 GB moved, not
@@ -194,7 +201,7 @@ class SS2D(nn.Module):
         parts = x_dbl.split([self.dt_rank, self.d_state, self.d_state], dim=3)
         dts, Bs, Cs = (t.transpose(2, 3) for t in parts)  # (B, K, R, L), (B, K, N, L) x 2: views
         return hybrid_selective_scan(
-            x_cl.transpose(1, 2),  # (B, D, L) view
+            u.permute(0, 2, 3, 1).reshape(b, h * w, d).transpose(1, 2),  # (B, D, L) view of (B, L, D)
             dts,
             -torch.exp(self.A_logs.float()),
             Bs,

@@ -140,6 +140,29 @@ class Encoder(nn.Module):
         """Always eval: the teacher's BatchNorm statistics must never change."""
         return super().train(False)
 
-    @torch.no_grad()
     def forward(self, x: Tensor) -> list[Tensor]:  # (B, 3, H, W) -> 3 x (B, C_i, H/s_i, W/s_i)
-        return [f.detach() for f in self.body(x)]
+        if torch.is_grad_enabled() or not _cuda_autocast(x) or not hasattr(self.body, "return_layers"):
+            with torch.no_grad():
+                return [f.detach() for f in self.body(x)]
+        return self._inference_under_autocast(x)
+
+    @torch.no_grad()
+    def _inference_under_autocast(self, x: Tensor) -> list[Tensor]:
+        """Inference under CUDA autocast: the stem as given, the stages from the first returned one on
+        channels-last (cuDNN's fast low-precision kernels), each feature map back in fp32 for the anomaly
+        map's cosine. Compiled bf16 inference of the official model on an H200, batch 16 (session 15): 1,574.4
+        img/s with this, SS2D's fp32 u and the bf16 low-rank delta (this part alone was not timed). timm's
+        ``features_only`` wrappers with ``return_layers`` (ResNets); other encoders run as in training."""
+        feats, stages = [], False
+        for name, module in self.body.items():
+            stages = stages or name in self.body.return_layers
+            if stages:
+                x = x.contiguous(memory_format=torch.channels_last)
+            x = module(x)
+            if name in self.body.return_layers:
+                feats.append(x.float())
+        return feats
+
+
+def _cuda_autocast(x: Tensor) -> bool:
+    return x.is_cuda and torch.is_autocast_enabled("cuda")

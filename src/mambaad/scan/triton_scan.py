@@ -376,6 +376,14 @@ def _forward_config(
     return ("seq" if kind == "auto" else kind), block_d, unroll, seg_len
 
 
+def _autocast_dtype(device: torch.device, default: torch.dtype) -> torch.dtype:
+    """Autocast's low-precision dtype where it is on for ``device``, else ``default``. Inference computes
+    the low-rank delta in it: half the bytes written and read at the stages where the kernels read delta
+    (H200, session 15: compiled bf16 inference 1,558.2 -> 1,574.4 img/s at batch 16)."""
+    kind = device.type
+    return torch.get_autocast_dtype(kind) if torch.is_autocast_enabled(kind) else default
+
+
 def _dt_proj_in_kernel(kind: str, rank: int | None, n_seg: int) -> bool:
     """Whether the forward applies SS2D's dt_proj per step itself: the step kernel, a low-rank input of rank
     at most :data:`ROW_LOW_RANK` and L not split (the split forward measured slower with it, session 11)."""
@@ -458,8 +466,9 @@ class _HybridScanFn(torch.autograd.Function):
         if in_kernel:  # the step kernels apply dt_proj to dts themselves: delta is never stored
             dts = delta
         elif dt_weight is not None:  # delta = dt_proj(dts): used here, recomputed in the backward, not saved
+            dtype = delta.dtype if save else _autocast_dtype(u.device, delta.dtype)
             with torch.autocast(u.device.type, enabled=False):  # dts' dtype, as in the backward's recompute
-                dts, delta = delta, low_rank_delta(delta, dt_weight)
+                dts, delta = delta, low_rank_delta(delta.to(dtype), dt_weight)
         n_chunks = -(-length // chunk)
         A = A.contiguous()
         orders32 = orders.to(device=u.device, dtype=torch.int32).contiguous()
