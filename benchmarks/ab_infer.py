@@ -6,10 +6,14 @@ set switched off (one process per row: every row compiles afresh), or checks com
     inproj in_proj as two products (off: one product and its chunk)
     blur   the anomaly map compiled, its blur as shifted slices (off: the eager map and its convolutions)
     dwcl   the local branches' depthwise convolutions on channels-last input (off: as the 1x1 conv leaves it)
+  under autocast (--bf16) only:
+    encoder  the encoder's stages channels-last, its features in fp32 (off: as timm runs it)
+    u32      SS2D casts the scan's u to fp32 in the compiled graph (off: the scan casts it)
+    delta16  the low-rank delta products in autocast's dtype (off: in fp32)
 
     PYTHONPATH=src python benchmarks/ab_infer.py                      # all on (the landed code)
     PYTHONPATH=src python benchmarks/ab_infer.py --off inproj,blur    # those two off
-    PYTHONPATH=src python benchmarks/ab_infer.py --on encbf16         # a candidate (CANDIDATES) on
+    PYTHONPATH=src python benchmarks/ab_infer.py --bf16 --profile 40  # bf16 autocast, then a kernel profile
     PYTHONPATH=src python benchmarks/ab_infer.py --check              # compiled vs eager maps, fp32 convolutions
     PYTHONPATH=src python benchmarks/ab_infer.py --mode max-autotune-no-cudagraphs --inductor freezing=1
 One JSON line per row: img/s, ms per batch, peak GB, and the switches and options it ran with.
@@ -25,41 +29,16 @@ import types
 import torch
 import torch._inductor.config
 import torch.nn.functional as F
+from profile_step import print_kernel_table
 from torch import nn
 
-from mambaad.bench import measure
+from mambaad.bench import make_step, measure
 from mambaad.engine.step import compile_forward
-from mambaad.models import decoder
+from mambaad.models import decoder, encoder
 from mambaad.models.registry import create_model
+from mambaad.scan import triton_scan
 
-CHOICES = ("inproj", "blur", "dwcl")
-# not landed, switched on with --on for an A/B (patched in at run time):
-#   encbf16  the encoder's stages after the stem under bf16 autocast, channels-last; features back in fp32
-#            (the stem's bf16 convolution was slow on an H200, session 5; a mixed-precision mode, not TF32's maps)
-CANDIDATES = ("encbf16",)
-
-
-def switch_on(names: set[str]) -> None:
-    """Patch the named candidates in (before the model is built and compiled)."""
-    if "encbf16" in names:
-        from mambaad.models.encoder import Encoder
-
-        stem = ("conv1", "bn1", "act1", "maxpool")
-
-        @torch.no_grad()
-        def forward(self, x):
-            feats = []
-            for name, module in self.body.items():
-                if name in stem:
-                    x = module(x)
-                else:
-                    with torch.autocast(x.device.type, dtype=torch.bfloat16):
-                        x = module(x.contiguous(memory_format=torch.channels_last))
-                if name in self.body.return_layers:
-                    feats.append(x.float())
-            return feats
-
-        Encoder.forward = forward
+CHOICES = ("inproj", "blur", "dwcl", "encoder", "u32", "delta16")
 
 
 def switch_off(names: set[str]) -> None:
@@ -68,6 +47,12 @@ def switch_off(names: set[str]) -> None:
         decoder.SS2D._in_proj = lambda self, x: self.in_proj(x).chunk(2, dim=-1)
     if "dwcl" in names:
         decoder.LocalBranch.forward = lambda self, x: self.pw_out(self.dw(self.pw_in(x)))
+    if "encoder" in names:
+        encoder.Encoder._inference_under_autocast = torch.no_grad()(lambda self, x: self.body(x))
+    if "u32" in names:
+        decoder.SS2D._scan_u = staticmethod(lambda x, needs_grad: x)
+    if "delta16" in names:
+        triton_scan._autocast_dtype = lambda device, default: default
 
 
 def build(names: set[str], device: torch.device) -> nn.Module:
@@ -109,25 +94,24 @@ def names_in(p: argparse.ArgumentParser, option: str, value: str, known: tuple[s
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--off", default="", help=f"comma-separated choices to switch off: {','.join(CHOICES)}")
-    p.add_argument(
-        "--on", default="", help=f"comma-separated candidates to switch on: {','.join(CANDIDATES)}"
-    )
     p.add_argument("--cudnn-benchmark", action="store_true", help="torch.backends.cudnn.benchmark = True")
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--steps", type=int, default=30)
     p.add_argument("--fp32", action="store_true", help="fp32 matrix products (default TF32)")
+    p.add_argument("--bf16", action="store_true", help="bf16 autocast around the whole inference")
+    p.add_argument("--profile", type=int, default=0, metavar="ROWS", help="then print a kernel profile")
     p.add_argument("--check", action="store_true", help="compiled vs eager maps instead of timing")
     p.add_argument("--mode", help="torch.compile mode (default: torch's default)")
     p.add_argument("--inductor", action="append", default=[], help="KEY=INT inductor config, repeatable")
+    triton_scan.add_tuning_arguments(p)
     args = p.parse_args()
+    triton_scan.apply_tuning_arguments(args)
     device = torch.device("cuda")
     if args.check:
         print(json.dumps(check(device)), flush=True)
         return 0
     names = names_in(p, "--off", args.off, CHOICES)
-    on = names_in(p, "--on", args.on, CANDIDATES)
     switch_off(names)
-    switch_on(on)
     torch.backends.cudnn.benchmark = args.cudnn_benchmark
     if args.mode:
         torch.compile = functools.partial(torch.compile, mode=args.mode)
@@ -136,19 +120,30 @@ def main() -> int:
         setattr(torch._inductor.config, key, type(getattr(torch._inductor.config, key))(int(value)))
     model = build(names, device)
     r = measure(
-        model, train=False, batch_size=args.batch_size, steps=args.steps, cuda_graph=True, tf32=not args.fp32
+        model,
+        train=False,
+        batch_size=args.batch_size,
+        steps=args.steps,
+        cuda_graph=True,
+        tf32=not args.fp32,
+        bf16=args.bf16,
     )
     row = {
         "off": sorted(names),
-        "on": sorted(on),
+        "bf16": args.bf16,
         "cudnn_benchmark": args.cudnn_benchmark,
         "mode": args.mode,
         "inductor": args.inductor,
+        "triton_fwd": args.triton_fwd,
         "img_per_s": round(r.img_per_s, 1),
         "ms": round(r.ms_per_step, 3),
     }
     row["peak_gb"] = round(r.peak_mem_gb or 0.0, 3)
     print(json.dumps(row), flush=True)
+    if args.profile:  # the same compiled model, without the CUDA graph (the profiler names its kernels)
+        x = torch.randn(args.batch_size, 3, 256, 256, device=device)
+        step = make_step(model, x, train=False, bf16=args.bf16, tf32=not args.fp32)
+        print_kernel_table(step, 3, args.profile)
     return 0
 
 

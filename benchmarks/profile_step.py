@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Callable
 
 import torch
 from torch.autograd import DeviceType
@@ -19,6 +20,27 @@ from mambaad.bench import make_step
 from mambaad.engine.step import compile_forward
 from mambaad.models.registry import create_model
 from mambaad.scan import triton_scan
+
+
+def print_kernel_table(step: Callable[[], None], steps: int, rows: int) -> None:
+    """Profile ``steps`` calls of ``step`` (after 3 untimed ones) and print the CUDA kernels grouped by
+    name, the longest first: ms per step, share, launches per step."""
+    for _ in range(3):
+        step()
+    torch.cuda.synchronize()
+    with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
+        for _ in range(steps):
+            step()
+        torch.cuda.synchronize()
+    events = [e for e in prof.key_averages() if e.device_type == DeviceType.CUDA]
+    events.sort(key=lambda e: e.self_device_time_total, reverse=True)
+    total = sum(e.self_device_time_total for e in events)
+    print(f"total CUDA kernel time per step: {total / steps / 1000:.2f} ms")
+    for e in events[:rows]:
+        ms = e.self_device_time_total / steps / 1000
+        print(
+            f"{ms:8.3f} ms {100 * e.self_device_time_total / total:5.1f}% {e.count // steps:5d}x  {e.key[:90]}"
+        )
 
 
 def main() -> int:
@@ -45,27 +67,12 @@ def main() -> int:
     x = torch.randn(args.batch_size, 3, 256, 256, device="cuda")
     step = make_step(model, x, train=args.train, bf16=args.bf16, tf32=args.tf32)
 
-    for _ in range(3):
-        step()
-    torch.cuda.synchronize()
-    with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
-        for _ in range(args.steps):
-            step()
-        torch.cuda.synchronize()
     mode = "train" if args.train else "infer"
     print(
         f"== {mode} batch {args.batch_size} bf16={args.bf16} tf32={args.tf32} compile={args.compile}: "
         "CUDA time per step by kernel =="
     )
-    events = [e for e in prof.key_averages() if e.device_type == DeviceType.CUDA]
-    events.sort(key=lambda e: e.self_device_time_total, reverse=True)
-    total = sum(e.self_device_time_total for e in events)
-    print(f"total CUDA kernel time per step: {total / args.steps / 1000:.2f} ms")
-    for e in events[: args.rows]:
-        ms = e.self_device_time_total / args.steps / 1000
-        print(
-            f"{ms:8.3f} ms {100 * e.self_device_time_total / total:5.1f}% {e.count // args.steps:5d}x  {e.key[:90]}"
-        )
+    print_kernel_table(step, args.steps, args.rows)
     return 0
 
 
