@@ -134,6 +134,14 @@ def test_overrides_dotted_lists_none_bool() -> None:
     assert base.train.epochs == 100
 
 
+def test_eval_bf16_follows_train_bf16_unless_set() -> None:
+    assert not RunConfig().eval_bf16
+    assert load_config(None, ["train.bf16=true"]).eval_bf16
+    assert not load_config(None, ["train.bf16=true", "eval.bf16=false"]).eval_bf16
+    assert load_config(None, ["eval.bf16=yes"]).eval_bf16
+    assert load_config(None, ["eval.bf16=true", "eval.bf16=null"]).eval.bf16 is None
+
+
 def test_overrides_apply_on_top_of_yaml(tmp_path: Path) -> None:
     path = _write(tmp_path / "c.yaml", "train:\n  epochs: 7\ndata:\n  root: one\n")
     cfg = load_config(path, ["train.epochs=8"])

@@ -376,7 +376,7 @@ def run_test(
         cfg.eval,
         device,
         cfg.train.batch_size,
-        bf16=cfg.train.bf16,
+        bf16=cfg.eval_bf16,
         channels_last=cfg.train.channels_last,
         progress=progress,
     )
@@ -489,6 +489,7 @@ def add_predict_args(p: argparse.ArgumentParser) -> None:
         action="store_true",
         help="CUDA: fp32 matrix products on TF32 tensor cores (faster; as eval.tf32)",
     )
+    p.add_argument("--bf16", action="store_true", help="CUDA: bf16 autocast (faster still; as eval.bf16)")
     p.add_argument("--threads", type=int, default=None, metavar="N", help=THREADS_HELP)
     p.epilog = (
         "Exit status 0 when at least one image was scored (unreadable ones are reported on stderr and "
@@ -514,7 +515,11 @@ def cmd_predict(args: argparse.Namespace) -> int:
     if args.threshold is not None and args.threshold_kind is not None:
         raise ConfigError("--threshold and --threshold-kind: give one of them")
     predictor = load_predictor(
-        args.checkpoint, resolve_device(args.device, "--device"), args.threshold_kind or "fpr", tf32=args.tf32
+        args.checkpoint,
+        resolve_device(args.device, "--device"),
+        args.threshold_kind or "fpr",
+        tf32=args.tf32,
+        bf16=args.bf16,
     )
     if args.threshold is not None:
         with_threshold(predictor, args.threshold)

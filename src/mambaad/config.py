@@ -283,6 +283,9 @@ class EvalConfig:
     tf32: bool = False
     # torch.compile the model's forward for evaluation (as train.compile; fp32 maps within 1e-6 of eager)
     compile: bool = False
+    # bf16 autocast for evaluation (CUDA): null (default) = as train.bf16. With tf32 and compile the fastest
+    # inference on an H200 (1,574 img/s at batch 16, 1,442 with TF32 alone; docs/benchmarks.md, session 15)
+    bf16: bool | None = None
 
     def __post_init__(self) -> None:
         _check(self.gaussian_sigma >= 0, "eval.gaussian_sigma", "must be >= 0", self.gaussian_sigma)
@@ -299,6 +302,11 @@ class RunConfig:
     train: TrainConfig = field(default_factory=TrainConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
     out: str = "runs/latest"
+
+    @property
+    def eval_bf16(self) -> bool:
+        """Whether evaluation runs under bf16 autocast: ``eval.bf16``, or ``train.bf16`` when that is null."""
+        return self.train.bf16 if self.eval.bf16 is None else self.eval.bf16
 
 
 _SECTIONS: dict[str, type] = {

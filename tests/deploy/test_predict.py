@@ -91,16 +91,17 @@ def test_overlay_folder_that_is_a_file_is_one_line(
     assert taken.read_bytes() == b"a file, not a folder"  # left as it was
 
 
-def test_tf32_option(trained_run: Path, synth_root: Path, capsys: pytest.CaptureFixture) -> None:
-    """``--tf32`` predicts with TF32 matrix products allowed (no effect on the CPU: the same records); an
-    .onnx model refuses it with a one-line error."""
+def test_tf32_and_bf16_options(trained_run: Path, synth_root: Path, capsys: pytest.CaptureFixture) -> None:
+    """``--tf32`` / ``--bf16`` predict with TF32 matrix products allowed / under bf16 autocast (CUDA only: on
+    the CPU the same records); an .onnx model refuses either with a one-line error."""
     from mambaad.deploy import predict as predict_mod
 
     folder = str(synth_root / "disc" / "test" / "good")
     runs = {}
-    for flag in ([], ["--tf32"]):
+    for flag in ((), ("--tf32",), ("--bf16",)):
         assert main(["predict", str(trained_run), folder, "--json", "--device", "cpu", *flag]) == 0
-        runs[bool(flag)] = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
-    assert runs[True] and runs[True] == runs[False]
-    with pytest.raises(predict_mod.ConfigError, match=r"--tf32: .*onnxruntime"):
-        predict_mod.load_predictor("model.onnx", "cpu", tf32=True)
+        runs[flag] = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert runs[()] and runs[("--tf32",)] == runs[()] == runs[("--bf16",)]
+    for option in ("tf32", "bf16"):
+        with pytest.raises(predict_mod.ConfigError, match=rf"--{option}: .*onnxruntime"):
+            predict_mod.load_predictor("model.onnx", "cpu", **{option: True})

@@ -20,6 +20,7 @@ import torch
 from mambaad.data.sample import IMAGE_EXTS
 from mambaad.deploy.calibrate import select_threshold
 from mambaad.deploy.graph import DeployedModel
+from mambaad.engine.evaluator import autocast_context
 from mambaad.engine.step import matmul_tf32
 from mambaad.errors import CheckpointError, ConfigError, MambaADError
 
@@ -73,15 +74,17 @@ def deployed_from_checkpoint(
     return deployed, info
 
 
-def _torch_predictor(path: Path, device: torch.device, threshold_kind: str, tf32: bool) -> Predictor:
+def _torch_predictor(
+    path: Path, device: torch.device, threshold_kind: str, tf32: bool, bf16: bool
+) -> Predictor:
     deployed, info = deployed_from_checkpoint(path, device, threshold_kind)
 
     @torch.no_grad()
     def run(batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         x = torch.from_numpy(batch).permute(0, 3, 1, 2).to(device)  # (B, 3, S, S) uint8
-        with matmul_tf32(tf32):
+        with matmul_tf32(tf32), autocast_context(device, bf16):
             maps, scores, _ = deployed(x)
-        return maps.cpu().numpy(), scores.cpu().numpy()
+        return maps.float().cpu().numpy(), scores.float().cpu().numpy()
 
     return Predictor(str(path), info["image_size"], info["crop_size"], info["threshold"], run)
 
@@ -128,19 +131,24 @@ def load_predictor(
     device: str | torch.device = "cpu",
     threshold_kind: str = "fpr",
     tf32: bool = False,
+    bf16: bool = False,
 ) -> Predictor:
     """A :class:`Predictor` for a run folder, ``.safetensors``, official ``.pth`` or exported ``.onnx``.
 
     ``threshold_kind``: ``fpr`` decides with the threshold calibrated for ``eval.target_fpr``, ``f1``
     with the F1-optimal one of the labelled validation set (``data.val_root``; a ConfigError if absent).
-    ``tf32`` (PyTorch models on CUDA): fp32 matrix products on TF32 tensor cores, as ``eval.tf32``.
+    ``tf32`` / ``bf16`` (PyTorch models on CUDA; no-ops on the CPU): fp32 matrix products on TF32 tensor
+    cores, as ``eval.tf32``; bf16 autocast, as ``eval.bf16``.
     """
     path, device = Path(checkpoint), torch.device(device)
     if path.suffix == ".onnx":
-        if tf32:
-            raise ConfigError(f"--tf32: {path} runs in onnxruntime; the option is for PyTorch checkpoints")
+        for name, on in (("--tf32", tf32), ("--bf16", bf16)):
+            if on:
+                raise ConfigError(
+                    f"{name}: {path} runs in onnxruntime; the option is for PyTorch checkpoints"
+                )
         return _onnx_predictor(path, device, threshold_kind)
-    return _torch_predictor(path, device, threshold_kind, tf32)
+    return _torch_predictor(path, device, threshold_kind, tf32, bf16)
 
 
 def with_threshold(predictor: Predictor, value: float) -> Predictor:

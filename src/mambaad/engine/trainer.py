@@ -504,7 +504,7 @@ def train(
                 cfg.eval,
                 device,
                 cfg.train.batch_size,
-                cfg.train.bf16,
+                cfg.eval_bf16,
                 cfg.train.channels_last,
                 progress and main,
             )
