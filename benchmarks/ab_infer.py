@@ -14,6 +14,7 @@ set switched off (one process per row: every row compiles afresh), or checks com
     PYTHONPATH=src python benchmarks/ab_infer.py                      # all on (the landed code)
     PYTHONPATH=src python benchmarks/ab_infer.py --off inproj,blur    # those two off
     PYTHONPATH=src python benchmarks/ab_infer.py --bf16 --profile 40  # bf16 autocast, then a kernel profile
+    PYTHONPATH=src python benchmarks/ab_infer.py --bf16 --on rows     # a candidate (CANDIDATES) on
     PYTHONPATH=src python benchmarks/ab_infer.py --check              # compiled vs eager maps, fp32 convolutions
     PYTHONPATH=src python benchmarks/ab_infer.py --mode max-autotune-no-cudagraphs --inductor freezing=1
 One JSON line per row: img/s, ms per batch, peak GB, and the switches and options it ran with.
@@ -39,6 +40,15 @@ from mambaad.models.registry import create_model
 from mambaad.scan import triton_scan
 
 CHOICES = ("inproj", "blur", "dwcl", "encoder", "u32", "delta16")
+# built but not yet timed, switched on with --on:
+#   rows  x_proj's output copied into rows by direction by a Triton kernel (triton_scan.ROWS_KERNEL)
+CANDIDATES = ("rows",)
+
+
+def switch_on(names: set[str]) -> None:
+    """Switch the named candidates on (before the model is built)."""
+    if "rows" in names:
+        triton_scan.ROWS_KERNEL = True
 
 
 def switch_off(names: set[str]) -> None:
@@ -94,6 +104,9 @@ def names_in(p: argparse.ArgumentParser, option: str, value: str, known: tuple[s
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--off", default="", help=f"comma-separated choices to switch off: {','.join(CHOICES)}")
+    p.add_argument(
+        "--on", default="", help=f"comma-separated candidates to switch on: {','.join(CANDIDATES)}"
+    )
     p.add_argument("--cudnn-benchmark", action="store_true", help="torch.backends.cudnn.benchmark = True")
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--steps", type=int, default=30)
@@ -111,7 +124,9 @@ def main() -> int:
         print(json.dumps(check(device)), flush=True)
         return 0
     names = names_in(p, "--off", args.off, CHOICES)
+    on = names_in(p, "--on", args.on, CANDIDATES)
     switch_off(names)
+    switch_on(on)
     torch.backends.cudnn.benchmark = args.cudnn_benchmark
     if args.mode:
         torch.compile = functools.partial(torch.compile, mode=args.mode)
@@ -130,6 +145,7 @@ def main() -> int:
     )
     row = {
         "off": sorted(names),
+        "on": sorted(on),
         "bf16": args.bf16,
         "cudnn_benchmark": args.cudnn_benchmark,
         "mode": args.mode,

@@ -418,3 +418,35 @@ def test_softplus_keeps_its_relative_accuracy_everywhere() -> None:
     out = _interpret(_SOFTPLUS_SCRIPT)
     assert out["rel"] < 1e-5, out
     assert 0.0 < out["at_minus_30"] < 1e-12, out  # softplus(-30) = 9.4e-14, not 0
+
+
+_ROWS_SCRIPT = textwrap.dedent(
+    """
+    import json
+    import torch
+    from mambaad.scan import triton_scan
+
+    triton_scan.ROWS_KERNEL = True
+    torch.manual_seed(2)
+    same = {}
+    for b, length, k, c, dtype, block in [
+        (2, 37, 3, 36, torch.float32, 64),  # the last block partial
+        (1, 64, 8, 40, torch.bfloat16, 2048),  # one block larger than the slab
+        (2, 5, 2, 7, torch.float32, 16),
+    ]:
+        triton_scan.ROWS_BLOCK = block
+        x = torch.randn(b, length, k, c).to(dtype).permute(0, 2, 1, 3)  # (B, K, L, C) view, as x_proj gives it
+        out = triton_scan.direction_rows(x)
+        same[f"{b}x{length}x{k}x{c}-{dtype}"] = bool(
+            out.dtype == torch.float32 and out.is_contiguous() and torch.equal(out, x.float())
+        )
+    print("RESULTS" + json.dumps(same))
+    """
+)
+
+
+def test_direction_rows_kernel_is_the_copy() -> None:
+    """The Triton copy of x_proj's output into rows stored direction by direction (``ROWS_KERNEL``) gives
+    the strided copy's tensor, fp32 and contiguous, from fp32 or bf16 input, partial blocks included."""
+    out = _interpret(_ROWS_SCRIPT)
+    assert len(out) == 3 and all(out.values()), out

@@ -186,7 +186,7 @@ class SS2D(nn.Module):
         the kernel reads and writes through the scan orders. dt_proj's low-rank input goes in with its
         weight: the numba kernel and Triton's unsplit step forward apply it per step (delta, K x D values
         per position, never stored), Triton's others compute delta first."""
-        from mambaad.scan.triton_scan import hybrid_selective_scan
+        from mambaad.scan.triton_scan import direction_rows, hybrid_selective_scan
 
         b, d, h, w = x.shape
         x_cl = x.permute(0, 2, 3, 1).reshape(b, h * w, d)  # (B, L, D): one pixel's channels contiguous
@@ -197,7 +197,7 @@ class SS2D(nn.Module):
         # calls of a batch of 16 took 7.47 -> 6.66 ms (H200, session 11; the copy, ~0.8 GB moved, not
         # included). The copy also does the fp32 cast under autocast.
         x_dbl = DirectionProjection.apply(x_cl, self.x_proj_weight)
-        x_dbl = x_dbl.to(torch.float32, memory_format=torch.contiguous_format).contiguous()  # one copy
+        x_dbl = direction_rows(x_dbl)  # one copy
         parts = x_dbl.split([self.dt_rank, self.d_state, self.d_state], dim=3)
         dts, Bs, Cs = (t.transpose(2, 3) for t in parts)  # (B, K, R, L), (B, K, N, L) x 2: views
         return hybrid_selective_scan(

@@ -723,3 +723,15 @@ def fwd_seg_kernel(
     row = (b * K + k) * n_seg + seg
     tl.store(seg_h_ptr + row * D * N + offs_d[:, None] * N + offs_n[None, :], h, mask=mask_dn)
     tl.store(seg_dt_ptr + row * D + offs_d, dt_sum, mask=mask_d)
+
+
+@triton.jit
+def direction_rows_kernel(x_ptr, out_ptr, K, L, sx_b, sx_l, sx_k, C: tl.constexpr, BLOCK: tl.constexpr):
+    # x_proj's output (B, L, K, C), rows contiguous, -> (B, K, L, C) fp32 contiguous: program (b*K + k, j)
+    # writes elements j*BLOCK .. of direction k's (L, C) slab, so every store is contiguous and the loads
+    # read runs of C elements
+    bk = tl.program_id(0)
+    i = tl.program_id(1) * BLOCK + tl.arange(0, BLOCK)  # flat index into the (L, C) slab
+    mask = i < L * C
+    src = x_ptr + (bk // K) * sx_b + (bk % K) * sx_k + (i // C) * sx_l + i % C
+    tl.store(out_ptr + bk * L * C + i, tl.load(src, mask=mask).to(tl.float32), mask=mask)

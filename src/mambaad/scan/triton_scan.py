@@ -114,6 +114,7 @@ def _kernels() -> dict[str, Any]:
         "bwd_seg": kern.bwd_seg_kernel,
         "fwd_seq": kern.fwd_seq_kernel,
         "fwd_seg": kern.fwd_seg_kernel,
+        "rows": kern.direction_rows_kernel,
     }
 
 
@@ -374,6 +375,28 @@ def _forward_config(
     if seg_len is not None and seg_len < 0:
         raise ConfigError(f"triton scan seg_len must be >= 0 (0: no split), got {seg_len}")
     return ("seq" if kind == "auto" else kind), block_d, unroll, seg_len
+
+
+# SS2D's copy of x_proj's output into rows stored direction by direction, (B, L, K, C) -> (B, K, L, C) fp32,
+# by the Triton kernel instead of PyTorch's strided copy (0.42 ms per batch of 16 in 16 launches under bf16
+# autocast on an H200, ~1.4 TB/s; session 15). Off until timed.
+ROWS_KERNEL = False
+ROWS_BLOCK = 2048
+
+
+def direction_rows(x_dbl: Tensor) -> Tensor:
+    """x_proj's output (B, K, L, C), a view of (B, L, K, C) memory, as (B, K, L, C) fp32 contiguous memory:
+    with :data:`ROWS_KERNEL` on CUDA (or the interpreter) and no autograd, one Triton kernel; else a copy."""
+    b, k, length, c = x_dbl.shape
+    here = x_dbl.is_cuda or os.environ.get("TRITON_INTERPRET", "0") == "1"
+    autograd = torch.is_grad_enabled() and x_dbl.requires_grad
+    if not (ROWS_KERNEL and here and triton_available()) or autograd or x_dbl.stride(3) != 1:
+        return x_dbl.to(torch.float32, memory_format=torch.contiguous_format).contiguous()
+    out = torch.empty(b, k, length, c, device=x_dbl.device, dtype=torch.float32)
+    sx_b, sx_k, sx_l, _ = x_dbl.stride()
+    grid = (b * k, -(-length * c // ROWS_BLOCK))
+    _kernels()["rows"][grid](x_dbl, out, k, length, sx_b, sx_l, sx_k, C=c, BLOCK=ROWS_BLOCK, num_warps=4)
+    return out
 
 
 def _autocast_dtype(device: torch.device, default: torch.dtype) -> torch.dtype:
