@@ -450,3 +450,50 @@ def test_direction_rows_kernel_is_the_copy() -> None:
     the strided copy's tensor, fp32 and contiguous, from fp32 or bf16 input, partial blocks included."""
     out = _interpret(_ROWS_SCRIPT)
     assert len(out) == 3 and all(out.values()), out
+
+
+_PROJECTION_SCRIPT = textwrap.dedent(
+    """
+    import json
+    import torch
+    from mambaad.scan import triton_scan
+
+    torch.manual_seed(3)
+    errors = {}
+    for b, length, din, k, c, block_l in [
+        (2, 37, 64, 3, 36, 16),  # the last row block partial, C padded to 64 columns
+        (1, 16, 128, 8, 40, 16),  # two passes over Din
+        (2, 20, 64, 2, 16, 128),  # one block larger than L
+    ]:
+        triton_scan.PROJ_BLOCK_L = block_l
+        # x as SS2D hands it over: a (B, L, Din) view of a channels-last map
+        # in fp16: the interpreter's tl.dot computes garbage from bf16 tiles (Triton 3.8; on the GPU it is
+        # checked in bf16 by benchmarks/check_triton_scan.py)
+        x = torch.randn(b, din, length, 1).half().permute(0, 2, 3, 1).reshape(b, length, din)
+        w = torch.randn(k, c, din).half()
+        with torch.no_grad():
+            out = triton_scan.direction_projection(x, w)
+        ref = torch.einsum("bld,kcd->bklc", x.double(), w.double())
+        errors[f"{b}x{length}x{din}x{k}x{c}"] = {
+            "layout": out.dtype == torch.float32 and out.is_contiguous() and out.shape == ref.shape,
+            "rel": ((out.double() - ref).abs().max() / ref.abs().max()).item(),
+        }
+    # with autograd, or an fp32 x: the differentiable projection and the copy
+    x = torch.randn(2, 9, 16, requires_grad=True)
+    w = torch.randn(2, 20, 16)
+    out = triton_scan.direction_projection(x, w)
+    out.sum().backward()
+    errors["autograd"] = {"layout": out.is_contiguous() and x.grad is not None, "rel": 0.0}
+    print("RESULTS" + json.dumps(errors))
+    """
+)
+
+
+def test_direction_projection_kernel_is_the_product() -> None:
+    """x_proj as one Triton kernel (16-bit x and weight, no autograd) gives the product in fp32, contiguous
+    (B, K, L, C), partial row blocks, padded columns and several passes over Din included; with autograd
+    the differentiable projection runs."""
+    out = _interpret(_PROJECTION_SCRIPT)
+    assert len(out) == 4, out
+    for name, r in out.items():
+        assert r["layout"] and r["rel"] < 1e-5, (name, r)

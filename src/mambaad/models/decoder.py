@@ -16,6 +16,7 @@ Inside the decoder tensors are channels-last, (B, H, W, C), as in VMamba.
 from __future__ import annotations
 
 import math
+import weakref
 
 import torch
 import torch.nn.functional as F
@@ -23,7 +24,6 @@ from timm.layers import DropPath
 from torch import Tensor, nn
 
 from mambaad.scan.orders import inverse_orders, scan_orders
-from mambaad.scan.projections import DirectionProjection
 from mambaad.scan.selective_scan import default_backend, selective_scan
 
 
@@ -55,11 +55,13 @@ class HybridScan(nn.Module):
             # decode reads, for pixel p of direction k, sequence position inverse[k, p].
             encode = orders.flatten()
             decode = (inverse_orders(orders) + offsets).flatten()
-            self._cache[key] = (orders.to(device), encode.to(device), decode.to(device))
+            # orders in the fused kernels' int32 (a cast per call was a copy kernel per SS2D layer)
+            self._cache[key] = (orders.to(device, torch.int32), encode.to(device), decode.to(device))
         return self._cache[key]
 
     def orders(self, h: int, w: int, device: torch.device) -> Tensor:
-        """(K, L) scan orders of an h x w grid (sequence position t of direction k reads pixel [k, t])."""
+        """(K, L) int32 scan orders of an h x w grid (sequence position t of direction k reads pixel
+        [k, t])."""
         return self._indices(h, w, device)[0]
 
     def encode(self, x: Tensor) -> Tensor:  # (B, D, H, W) -> (B, K, D, L)
@@ -186,24 +188,25 @@ class SS2D(nn.Module):
         the kernel reads and writes through the scan orders. dt_proj's low-rank input goes in with its
         weight: the numba kernel and Triton's unsplit step forward apply it per step (delta, K x D values
         per position, never stored), Triton's others compute delta first."""
-        from mambaad.scan.triton_scan import direction_rows, hybrid_selective_scan
+        from mambaad.scan.triton_scan import direction_projection, hybrid_selective_scan
 
         b, d, h, w = x.shape
         x_cl = x.permute(0, 2, 3, 1).reshape(b, h * w, d)  # (B, L, D): one pixel's channels contiguous
         # (B, K, L, R+2N) in fp32 also under autocast: the Triton kernels read bf16 dt / B / C slower (H200,
         # session 5: bf16 training 186 -> 231 img/s with fp32 scan inputs); a bf16 u is cast in the scan.
-        # Stored direction by direction: the projection writes (B, L, K, R+2N) memory, where the rows a
-        # program gathers at neighbouring pixels lie K rows apart; copied so they are adjacent, the 16 scan
-        # calls of a batch of 16 took 7.47 -> 6.66 ms (H200, session 11; the copy, ~0.8 GB moved, not
-        # included). The copy also does the fp32 cast under autocast.
-        x_dbl = DirectionProjection.apply(x_cl, self.x_proj_weight)
-        x_dbl = direction_rows(x_dbl)  # one copy
+        # Stored direction by direction: in (B, L, K, R+2N) memory, as a plain product writes it, the rows a
+        # program gathers at neighbouring pixels lie K rows apart; adjacent, the 16 scan calls of a batch of
+        # 16 took 7.47 -> 6.66 ms (H200, session 11). Under autocast at inference one Triton kernel writes
+        # them so in fp32 (compiled bf16 inference 1,594.8 -> 1,629.4 img/s, session 16), else the product
+        # is copied.
+        A, x_proj_weight = self._scan_constants(x.device)
+        x_dbl = direction_projection(x_cl, x_proj_weight)  # (B, K, L, R+2N) fp32
         parts = x_dbl.split([self.dt_rank, self.d_state, self.d_state], dim=3)
         dts, Bs, Cs = (t.transpose(2, 3) for t in parts)  # (B, K, R, L), (B, K, N, L) x 2: views
         return hybrid_selective_scan(
             u.permute(0, 2, 3, 1).reshape(b, h * w, d).transpose(1, 2),  # (B, D, L) view of (B, L, D)
             dts,
-            -torch.exp(self.A_logs.float()),
+            A,
             Bs,
             Cs,
             self.Ds.float(),
@@ -213,6 +216,40 @@ class SS2D(nn.Module):
             dt_weight=self.dt_projs_weight,
         )
 
+    def _scan_constants(self, device: torch.device) -> tuple[Tensor, Tensor]:
+        """A = -exp(A_logs) (K*D, N) fp32 and x_proj's weight as the projection reads it (autocast's dtype).
+
+        In eval mode without autograd both are constants, kept instead of an exponential and a weight cast
+        per layer and call (compiled bf16 inference on an H200: 1,584.4 -> 1,594.8 img/s, session 16). Kept
+        until the next ``train()``/``eval()`` call or a new version of the parameters (a load, a move, an
+        optimizer step; the fused AdamW steps in place without bumping the version, so the mode switch is
+        what the trainer's evaluations rely on). In training, computed each call, the weight as it is (the
+        projection's backward computes in the widest dtype of its inputs).
+        """
+        kind = device.type
+        if torch.is_grad_enabled() or self.training:
+            return -torch.exp(self.A_logs.float()), self.x_proj_weight
+        dtype = (
+            torch.get_autocast_dtype(kind) if torch.is_autocast_enabled(kind) else self.x_proj_weight.dtype
+        )
+        params = (self.A_logs, self.x_proj_weight)
+        stamp = (dtype, *((p.data_ptr(), p._version) for p in params))
+        kept = _SCAN_CONSTANTS.get(self)
+        if kept is None or kept[0] != stamp:
+            kept = (stamp, (-torch.exp(self.A_logs.float()), self.x_proj_weight.to(dtype)))
+            _SCAN_CONSTANTS[self] = kept
+        return kept[1]
+
+    def train(self, mode: bool = True) -> SS2D:
+        _SCAN_CONSTANTS.pop(self, None)  # weights may change from here on (see _scan_constants)
+        return super().train(mode)
+
+
+# SS2D layer -> (stamp of its parameters' versions, its scan constants): outside the module, so that a
+# pickled or copied model carries none
+_SCAN_CONSTANTS: weakref.WeakKeyDictionary[SS2D, tuple[tuple, tuple[Tensor, Tensor]]] = (
+    weakref.WeakKeyDictionary()
+)
 
 # backends that take the raster map and walk the scan orders inside the kernel (mambaad.scan.triton_scan)
 FUSED_SCAN_BACKENDS = ("triton", "numba")

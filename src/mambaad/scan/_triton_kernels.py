@@ -735,3 +735,35 @@ def direction_rows_kernel(x_ptr, out_ptr, K, L, sx_b, sx_l, sx_k, C: tl.constexp
     mask = i < L * C
     src = x_ptr + (bk // K) * sx_b + (bk % K) * sx_k + (i // C) * sx_l + i % C
     tl.store(out_ptr + bk * L * C + i, tl.load(src, mask=mask).to(tl.float32), mask=mask)
+
+
+@triton.jit
+def direction_projection_kernel(
+    x_ptr, w_ptr, out_ptr, L, sx_b, sx_l, sx_d,
+    D: tl.constexpr, C: tl.constexpr, BLOCK_L: tl.constexpr, BLOCK_C: tl.constexpr, BLOCK_K: tl.constexpr,
+):  # fmt: skip
+    # SS2D's x_proj written straight into rows stored direction by direction: x (B, L, D) 16-bit, strided,
+    # w (K, C, D) contiguous -> out (B, K, L, C) fp32 contiguous, products accumulated in fp32. Program
+    # (k, b * n_l + j) computes rows j*BLOCK_L.. of direction k; k varies fastest, so the K programs that
+    # read one x tile run side by side and all but the first read it from L2.
+    k = tl.program_id(0)
+    n_l = tl.cdiv(L, BLOCK_L)
+    b = tl.program_id(1) // n_l
+    rows = (tl.program_id(1) % n_l) * BLOCK_L + tl.arange(0, BLOCK_L)
+    cols = tl.arange(0, BLOCK_C)
+    acc = tl.zeros((BLOCK_L, BLOCK_C), dtype=tl.float32)
+    for d0 in range(0, D, BLOCK_K):
+        dd = d0 + tl.arange(0, BLOCK_K)
+        x_tile = tl.load(
+            x_ptr + b * sx_b + rows[:, None] * sx_l + dd[None, :] * sx_d,
+            mask=(rows[:, None] < L) & (dd[None, :] < D),
+            other=0.0,
+        )  # (BLOCK_L, BLOCK_K)
+        w_tile = tl.load(
+            w_ptr + (k * C + cols[None, :]) * D + dd[:, None],
+            mask=(cols[None, :] < C) & (dd[:, None] < D),
+            other=0.0,
+        )  # (BLOCK_K, BLOCK_C): w[k]^T
+        acc = tl.dot(x_tile, w_tile, acc)
+    out = out_ptr + ((b * tl.num_programs(0) + k) * L + rows[:, None]) * C + cols[None, :]
+    tl.store(out, acc, mask=(rows[:, None] < L) & (cols[None, :] < C))
