@@ -10,11 +10,15 @@ set switched off (one process per row: every row compiles afresh), or checks com
     encoder  the encoder's stages channels-last, its features in fp32 (off: as timm runs it)
     u32      SS2D casts the scan's u to fp32 in the compiled graph (off: the scan casts it)
     delta16  the low-rank delta products in autocast's dtype (off: in fp32)
+    proj     x_proj as one Triton kernel writing fp32 rows by direction (off: the product and its copy)
+  in eval mode without autograd:
+    consts   SS2D's -exp(A_logs) and cast x_proj weight kept (off: computed per call)
 
     PYTHONPATH=src python benchmarks/ab_infer.py                      # all on (the landed code)
     PYTHONPATH=src python benchmarks/ab_infer.py --off inproj,blur    # those two off
     PYTHONPATH=src python benchmarks/ab_infer.py --bf16 --profile 40  # bf16 autocast, then a kernel profile
     PYTHONPATH=src python benchmarks/ab_infer.py --bf16 --on rows     # a candidate (CANDIDATES) on
+    PYTHONPATH=src python benchmarks/ab_infer.py --bf16 --scan-set PROJ_BLOCK_L=64  # a triton_scan setting
     PYTHONPATH=src python benchmarks/ab_infer.py --check              # compiled vs eager maps, fp32 convolutions
     PYTHONPATH=src python benchmarks/ab_infer.py --mode max-autotune-no-cudagraphs --inductor freezing=1
 One JSON line per row: img/s, ms per batch, peak GB, and the switches and options it ran with.
@@ -39,9 +43,10 @@ from mambaad.models import decoder, encoder
 from mambaad.models.registry import create_model
 from mambaad.scan import triton_scan
 
-CHOICES = ("inproj", "blur", "dwcl", "encoder", "u32", "delta16")
+CHOICES = ("inproj", "blur", "dwcl", "encoder", "u32", "delta16", "proj", "consts")
 # built but not yet timed, switched on with --on:
-#   rows  x_proj's output copied into rows by direction by a Triton kernel (triton_scan.ROWS_KERNEL)
+#   rows  x_proj's output copied into rows by direction by a Triton kernel (triton_scan.ROWS_KERNEL; only
+#         where the proj kernel is off)
 CANDIDATES = ("rows",)
 
 
@@ -63,6 +68,14 @@ def switch_off(names: set[str]) -> None:
         decoder.SS2D._scan_u = staticmethod(lambda x, needs_grad: x)
     if "delta16" in names:
         triton_scan._autocast_dtype = lambda device, default: default
+    if "proj" in names:
+        triton_scan.PROJECTION_KERNEL = False
+    if "consts" in names:  # the exponential and the weight cast each call
+        kept = decoder.SS2D._scan_constants
+        decoder.SS2D._scan_constants = lambda self, device: (
+            decoder._SCAN_CONSTANTS.clear(),
+            kept(self, device),
+        )[1]
 
 
 def build(names: set[str], device: torch.device) -> nn.Module:
@@ -116,6 +129,7 @@ def main() -> int:
     p.add_argument("--check", action="store_true", help="compiled vs eager maps instead of timing")
     p.add_argument("--mode", help="torch.compile mode (default: torch's default)")
     p.add_argument("--inductor", action="append", default=[], help="KEY=INT inductor config, repeatable")
+    p.add_argument("--scan-set", action="append", default=[], help="KEY=INT triton_scan setting, repeatable")
     triton_scan.add_tuning_arguments(p)
     args = p.parse_args()
     triton_scan.apply_tuning_arguments(args)
@@ -133,6 +147,11 @@ def main() -> int:
     for item in args.inductor:
         key, value = item.split("=")
         setattr(torch._inductor.config, key, type(getattr(torch._inductor.config, key))(int(value)))
+    for item in args.scan_set:
+        key, value = item.split("=")
+        if not isinstance(getattr(triton_scan, key, None), int):
+            p.error(f"--scan-set: triton_scan has no integer setting {key!r}")
+        setattr(triton_scan, key, int(value))
     model = build(names, device)
     r = measure(
         model,
@@ -151,6 +170,7 @@ def main() -> int:
         "mode": args.mode,
         "inductor": args.inductor,
         "triton_fwd": args.triton_fwd,
+        "scan_set": args.scan_set,
         "img_per_s": round(r.img_per_s, 1),
         "ms": round(r.ms_per_step, 3),
     }

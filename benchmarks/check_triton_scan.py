@@ -123,6 +123,20 @@ def check_case(
     return ok
 
 
+def check_projection(label: str, b: int, length: int, din: int, k: int, c: int, dtype: torch.dtype) -> bool:
+    """SS2D's x_proj as the Triton kernel (``triton_scan.direction_projection``, 16-bit, no autograd)
+    against the fp64 product of the same rounded inputs: relative to the largest value."""
+    x = torch.randn(b, din, length, 1, device=DEVICE).to(dtype).permute(0, 2, 3, 1).reshape(b, length, din)
+    w = (torch.randn(k, c, din, device=DEVICE) / din**0.5).to(dtype)
+    with torch.no_grad():
+        out = triton_scan.direction_projection(x, w)
+    ref = torch.einsum("bld,kcd->bklc", x.double(), w.double())
+    rel = ((out.double() - ref).abs().max() / ref.abs().max()).item()
+    ok = out.dtype == torch.float32 and out.is_contiguous() and rel < 1e-5
+    print(f"{label:16s} x_proj kernel {str(dtype)[6:]:9s} fp32 out rel {rel:.2e}  {'ok' if ok else 'FAIL'}")
+    return ok
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -184,6 +198,13 @@ def main() -> int:
     for seed, (label, b, k, d, n, h, w, curve, dtype, *rank) in enumerate(cases):
         tol_y, tol_grad = (1e-4, 1e-4) if dtype == f32 else (1e-4, 2e-2)  # bf16 grads are rounded to bf16
         ok &= check_case(label, b, k, d, n, h, w, curve, dtype, inner, tol_y, tol_grad, seed, *rank)
+    projections = [("proj-odd", 3, 37, 64, 8, 36, torch.float16), ("proj-rand", 2, 100, 192, 4, 40, bf16)]
+    if not args.quick:  # the official decoder's four stage shapes (Din, R + 2N), batch 16
+        for i, (din, c, side) in enumerate([(1024, 64, 8), (512, 48, 16), (256, 40, 32), (128, 36, 64)]):
+            projections.append((f"proj-stage{i}", 16, side * side, din, 8, c, bf16))
+    for label, *shape in projections:
+        if args.only is None or label in args.only:
+            ok &= check_projection(label, *shape)
     print("ALL PASS" if ok else "SOME CHECKS FAILED")
     return 0 if ok else 1
 
