@@ -72,9 +72,9 @@ def switch_off(names: set[str]) -> None:
         triton_scan.PROJECTION_KERNEL = False
     if "consts" in names:  # the exponential and the weight cast each call
         kept = decoder.SS2D._scan_constants
-        decoder.SS2D._scan_constants = lambda self, device: (
+        decoder.SS2D._scan_constants = lambda self, dtype: (
             decoder._SCAN_CONSTANTS.clear(),
-            kept(self, device),
+            kept(self, dtype),
         )[1]
 
 

@@ -131,25 +131,25 @@ def test_ss2d_scans_an_fp32_u_without_autograd(monkeypatch) -> None:
 
 
 def test_ss2d_keeps_its_scan_constants_in_eval_mode_only() -> None:
-    """In eval mode without autograd A = -exp(A_logs) and x_proj's weight in autocast's dtype are computed
+    """In eval mode without autograd A = -exp(A_logs) and x_proj's weight in x's dtype are computed
     once and kept; an in-place update or a mode switch (the trainer's, around each evaluation) makes them
     anew; in training they are computed each call, the weight handed over as it is."""
     from mambaad.models.decoder import SS2D
 
-    cpu = torch.device("cpu")
+    f32 = torch.float32
     ss2d = SS2D(16, d_state=4, directions=2).eval()
     with torch.no_grad():
-        a, w = ss2d._scan_constants(cpu)
-        assert ss2d._scan_constants(cpu)[0] is a and ss2d._scan_constants(cpu)[1] is w
+        a, w = ss2d._scan_constants(f32)
+        assert ss2d._scan_constants(f32)[0] is a and ss2d._scan_constants(f32)[1] is w
         torch.testing.assert_close(a, -torch.exp(ss2d.A_logs), rtol=0, atol=0)
-        with torch.autocast("cpu", dtype=torch.bfloat16):
-            _, w16 = ss2d._scan_constants(cpu)
+        _, w16 = ss2d._scan_constants(torch.bfloat16)  # x under bf16 autocast
         assert w16.dtype == torch.bfloat16 and torch.equal(w16, ss2d.x_proj_weight.bfloat16())
         ss2d.A_logs.add_(1.0)  # in place, as a plain optimizer step: a new version
-        torch.testing.assert_close(ss2d._scan_constants(cpu)[0], -torch.exp(ss2d.A_logs), rtol=0, atol=0)
-        kept = ss2d._scan_constants(cpu)[0]
+        torch.testing.assert_close(ss2d._scan_constants(f32)[0], -torch.exp(ss2d.A_logs), rtol=0, atol=0)
+        kept = ss2d._scan_constants(f32)[0]
         ss2d.train().eval()  # the fused AdamW bumps no version: the mode switch drops what was kept
-        assert ss2d._scan_constants(cpu)[0] is not kept
+        assert ss2d._scan_constants(f32)[0] is not kept
         ss2d.train()
-        assert ss2d._scan_constants(cpu)[1] is ss2d.x_proj_weight
-    assert ss2d.scans.orders(5, 4, cpu).dtype == torch.int32  # the kernels' index type, no cast per call
+        assert ss2d._scan_constants(f32)[1] is ss2d.x_proj_weight
+    # the kernels' index type, no cast per call
+    assert ss2d.scans.orders(5, 4, torch.device("cpu")).dtype == torch.int32

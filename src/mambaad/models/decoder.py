@@ -199,7 +199,7 @@ class SS2D(nn.Module):
         # 16 took 7.47 -> 6.66 ms (H200, session 11). Under autocast at inference one Triton kernel writes
         # them so in fp32 (compiled bf16 inference 1,594.8 -> 1,629.4 img/s, session 16), else the product
         # is copied.
-        A, x_proj_weight = self._scan_constants(x.device)
+        A, x_proj_weight = self._scan_constants(x.dtype)
         x_dbl = direction_projection(x_cl, x_proj_weight)  # (B, K, L, R+2N) fp32
         parts = x_dbl.split([self.dt_rank, self.d_state, self.d_state], dim=3)
         dts, Bs, Cs = (t.transpose(2, 3) for t in parts)  # (B, K, R, L), (B, K, N, L) x 2: views
@@ -216,8 +216,8 @@ class SS2D(nn.Module):
             dt_weight=self.dt_projs_weight,
         )
 
-    def _scan_constants(self, device: torch.device) -> tuple[Tensor, Tensor]:
-        """A = -exp(A_logs) (K*D, N) fp32 and x_proj's weight as the projection reads it (autocast's dtype).
+    def _scan_constants(self, dtype: torch.dtype) -> tuple[Tensor, Tensor]:
+        """A = -exp(A_logs) (K*D, N) fp32 and x_proj's weight in ``dtype``, x's (bf16 under autocast).
 
         In eval mode without autograd both are constants, kept instead of an exponential and a weight cast
         per layer and call (compiled bf16 inference on an H200: 1,584.4 -> 1,594.8 img/s, session 16). Kept
@@ -226,12 +226,8 @@ class SS2D(nn.Module):
         what the trainer's evaluations rely on). In training, computed each call, the weight as it is (the
         projection's backward computes in the widest dtype of its inputs).
         """
-        kind = device.type
         if torch.is_grad_enabled() or self.training:
             return -torch.exp(self.A_logs.float()), self.x_proj_weight
-        dtype = (
-            torch.get_autocast_dtype(kind) if torch.is_autocast_enabled(kind) else self.x_proj_weight.dtype
-        )
         params = (self.A_logs, self.x_proj_weight)
         stamp = (dtype, *((p.data_ptr(), p._version) for p in params))
         kept = _SCAN_CONSTANTS.get(self)
